@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Nothing clever here: a venv, the package installed editable, papermill runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PAPERMILL := $(VENV)/bin/papermill
+DEMO_DIR := runs/demo
+# Notebooks that `make demo` executes, in order (each with params/demo/<name>.yaml).
+DEMO_NOTEBOOKS := 01_data_prep
+
+.PHONY: setup demo test lint clean-demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# the CPU build of torch, pinned: any other spec pulls gigabytes of CUDA wheels
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+demo: setup
+	mkdir -p $(DEMO_DIR)
+	@for nb in $(DEMO_NOTEBOOKS); do \
+		echo "=== $$nb ==="; \
+		$(PAPERMILL) notebooks/$$nb.ipynb $(DEMO_DIR)/$$nb.ipynb \
+			-f params/demo/$$nb.yaml --cwd notebooks --progress-bar || exit 1; \
+	done
+	@$(PY) -m mmmlib.demo_summary $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check mmmlib tests benchmarks
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

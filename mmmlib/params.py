@@ -1,0 +1,161 @@
+"""Typed, validated notebook parameters.
+
+papermill injects parameters as plain Python literals and only *warns* on unknown
+names, so every notebook validates its parameters cell into one of the dataclasses
+below before doing any work. A wrong type or value raises :class:`ParamError`
+naming the parameter; nothing has been computed at that point.
+
+Usage in a notebook, right after the ``parameters`` cell::
+
+    from mmmlib.params import DataPrepParams
+    p = DataPrepParams.from_namespace(globals())
+    p.save(p.output_dir)          # writes params.json next to the outputs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Union, get_args, get_origin
+
+
+class ParamError(ValueError):
+    """A notebook parameter has a wrong type or value."""
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Return whether ``value`` fits the (simple) type ``annotation``."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        (item_type, *_) = get_args(annotation) or (Any,)
+        return all(_type_ok(v, item_type) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return isinstance(value, annotation)
+
+
+@dataclasses.dataclass
+class Params:
+    """Base class: type checks every field, then runs :meth:`check` for value checks."""
+
+    stage: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            annotation = hints[field.name]
+            if not _type_ok(value, annotation):
+                raise ParamError(
+                    f"parameter `{field.name}` must be {_type_name(annotation)}, "
+                    f"got {value!r} ({type(value).__name__})"
+                )
+            if annotation is float and isinstance(value, int):
+                setattr(self, field.name, float(value))
+        self.check()
+
+    def check(self) -> None:
+        """Value checks; subclasses raise :class:`ParamError` naming the parameter."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]):
+        """Build from a notebook's globals (only the dataclass's fields are read)."""
+        missing = [n for n in cls.names() if n not in namespace]
+        if missing:
+            raise ParamError(f"missing parameter(s): {', '.join(missing)}")
+        return cls(**{n: namespace[n] for n in cls.names()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``params.json`` into ``folder`` (created if needed); return its path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "params.json"
+        path.write_text(json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, default=str))
+        return path
+
+    def summary(self) -> str:
+        """One line per parameter, for the notebook's log."""
+        width = max(len(n) for n in self.names())
+        return "\n".join(f"{n:<{width}} = {getattr(self, n)!r}" for n in self.names())
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in get_args(annotation))
+        return f"{origin.__name__}[{args}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def require(condition: bool, name: str, message: str) -> None:
+    """Raise :class:`ParamError` about parameter ``name`` unless ``condition`` holds."""
+    if not condition:
+        raise ParamError(f"parameter `{name}` {message}")
+
+
+@dataclasses.dataclass
+class DataPrepParams(Params):
+    """Parameters of ``01_data_prep.ipynb`` (see the notebook for their meaning)."""
+
+    stage: ClassVar[str] = "01_data_prep"
+
+    input_path: str
+    output_dir: str
+    num_synth_files: int
+    min_bars: int
+    max_notes: int
+    workers: int
+    shard_index: int
+    num_shards: int
+    seed: int
+    make_figures: bool
+
+    def check(self) -> None:
+        require(bool(self.input_path), "input_path", "must not be empty")
+        require(bool(self.output_dir), "output_dir", "must not be empty")
+        require(self.num_synth_files >= 1, "num_synth_files", f"must be >= 1, got {self.num_synth_files}")
+        require(self.min_bars >= 0, "min_bars", f"must be >= 0, got {self.min_bars}")
+        require(self.max_notes >= 1, "max_notes", f"must be >= 1, got {self.max_notes}")
+        require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        require(self.num_shards >= 1, "num_shards", f"must be >= 1, got {self.num_shards}")
+        require(
+            0 <= self.shard_index < self.num_shards,
+            "shard_index",
+            f"must be in [0, num_shards={self.num_shards}), got {self.shard_index}",
+        )
+        if self.input_path != "synthetic":
+            require(
+                Path(self.input_path).exists(),
+                "input_path",
+                f"does not exist: {self.input_path!r} (a folder of MIDI files, a .parquet file, or 'synthetic')",
+            )
