@@ -25,7 +25,7 @@ demo: setup
 	@for nb in $(DEMO_NOTEBOOKS); do \
 		echo "=== $$nb ==="; \
 		$(PAPERMILL) notebooks/$$nb.ipynb $(DEMO_DIR)/$$nb.ipynb \
-			-f params/demo/$$nb.yaml --cwd notebooks --progress-bar || exit 1; \
+			-f params/demo/$$nb.yaml --progress-bar || exit 1; \
 	done
 	@$(PY) -m mmmlib.demo_summary $(DEMO_DIR)
 

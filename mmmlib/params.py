@@ -159,3 +159,25 @@ class DataPrepParams(Params):
                 "input_path",
                 f"does not exist: {self.input_path!r} (a folder of MIDI files, a .parquet file, or 'synthetic')",
             )
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml`` above this package)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    return Path.cwd()
+
+
+def chdir_project_root() -> Path:
+    """Make relative paths in notebook parameters mean "relative to the repository root".
+
+    Notebooks run from ``notebooks/`` in JupyterLab and from the root under ``make demo``;
+    both then read and write the same ``runs/...`` folders.
+    """
+    import os
+
+    root = project_root()
+    os.chdir(root)
+    return root
