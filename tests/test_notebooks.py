@@ -22,9 +22,11 @@ def parameter_names(notebook: Path) -> set[str]:
     tree = ast.parse(cells[0].source)
     names = set()
     for node in tree.body:
-        assert isinstance(node, ast.Assign), f"{notebook.name}: parameters cell must only assign literals"
+        # `name: type = literal  # help` (papermill shows the type and help in --help-notebook)
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"{notebook.name}: parameters cell assigns literals only"
         ast.literal_eval(node.value)  # literals only: papermill overrides them by name
-        names.update(t.id for t in node.targets)
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names.update(t.id for t in targets)
     return names
 
 
