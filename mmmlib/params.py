@@ -181,3 +181,186 @@ def chdir_project_root() -> Path:
     root = project_root()
     os.chdir(root)
     return root
+
+
+@dataclasses.dataclass
+class TrainParams(Params):
+    """Parameters of ``03_train.ipynb`` (see the notebook for their meaning)."""
+
+    stage: ClassVar[str] = "03_train"
+
+    model_dir: str
+    tokenizer_path: str
+    tokens_dir: str
+    preset: str
+    max_seq_len: int
+    dropout: float
+    attn_implementation: str
+    device: str
+    mixed_precision: str
+    use_gradient_checkpointing: bool
+    use_compile: bool
+    batch_size: int
+    grad_accum_steps: int
+    group_by_length: bool
+    max_steps: int
+    learning_rate: float
+    min_lr_ratio: float
+    warmup_steps: int
+    weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    max_grad_norm: float
+    log_every_steps: int
+    eval_every_steps: int
+    eval_max_batches: int
+    save_every_steps: int
+    keep_checkpoints: int
+    resume: bool
+    seed: int
+    num_workers: int
+    launcher: str
+    num_processes: int
+    num_machines: int
+    use_deepspeed: bool
+
+    def check(self) -> None:
+        from mmmlib.model import ATTN_IMPLEMENTATIONS, PRESETS  # torch: only once a notebook validates
+
+        self._check_paths()
+        require(self.preset in PRESETS, "preset", f"must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        require(self.attn_implementation in ATTN_IMPLEMENTATIONS, "attn_implementation",
+                f"must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}")
+        require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
+                f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        require(self.mixed_precision in ("auto", "no", "bf16", "fp16"), "mixed_precision",
+                f"must be 'auto', 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        require(self.max_seq_len >= 8, "max_seq_len", f"must be >= 8, got {self.max_seq_len}")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        for name in ("batch_size", "grad_accum_steps", "max_steps", "log_every_steps", "eval_every_steps",
+                     "eval_max_batches", "save_every_steps", "keep_checkpoints", "num_processes", "num_machines"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        require(0 <= self.warmup_steps <= self.max_steps, "warmup_steps",
+                f"must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        for name in ("adam_beta1", "adam_beta2"):
+            require(0.0 <= getattr(self, name) < 1.0, name, f"must be in [0, 1), got {getattr(self, name)}")
+        require(self.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {self.max_grad_norm}")
+        require(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        self._check_launch()
+
+    def _check_paths(self) -> None:
+        require(bool(self.model_dir), "model_dir", "must not be empty")
+        require(Path(self.tokenizer_path).is_file(), "tokenizer_path",
+                f"is not a file: {self.tokenizer_path!r} (the tokenizer.json written by 02_tokenize)")
+        for split in ("train", "valid"):
+            require((Path(self.tokens_dir) / split).is_dir(), "tokens_dir",
+                    f"has no {split}/ dataset: {self.tokens_dir!r} (the tokens folder written by 02_tokenize)")
+
+    def _check_launch(self) -> None:
+        require(self.launcher in ("auto", "inprocess", "accelerate"), "launcher",
+                f"must be 'auto', 'inprocess' or 'accelerate', got {self.launcher!r}")
+        require(self.num_processes % self.num_machines == 0, "num_processes",
+                f"(all processes, all machines) must be a multiple of num_machines={self.num_machines}, "
+                f"got {self.num_processes}")
+        require(self.launcher != "inprocess" or self.num_processes == 1, "launcher",
+                "is 'inprocess' but num_processes > 1: use 'auto' or 'accelerate' for several processes")
+        require(not (self.use_deepspeed and self.device == "cpu"), "use_deepspeed",
+                "needs GPUs (device 'cuda' or 'auto'); set it to false on CPU")
+
+
+@dataclasses.dataclass
+class EvaluateParams(Params):
+    """Parameters of ``05_evaluate.ipynb`` (see the notebook for their meaning)."""
+
+    stage: ClassVar[str] = "05_evaluate"
+
+    source: str
+    label: str
+    reference_dir: str
+    reference_split: str
+    output_dir: str
+    bootstrap: int
+    seed: int
+    max_reference_files: int
+    num_audio: int
+    soundfont: str
+
+    def check(self) -> None:
+        require(bool(self.source), "source", "must not be empty")
+        require(bool(self.label), "label", "must not be empty")
+        label_dir = Path(self.source) / self.label
+        require(label_dir.is_dir() and any(label_dir.glob("RESULTS_*.csv")), "label",
+                f"has no generation results: no RESULTS_*.csv in {str(label_dir)!r} (written by 04_generate)")
+        if self.reference_dir:
+            require((Path(self.reference_dir) / "files.parquet").is_file(), "reference_dir",
+                    f"has no files.parquet: {self.reference_dir!r} (the output_dir of 01_data_prep; '' to skip)")
+        require(self.reference_split in ("train", "valid", "test"), "reference_split",
+                f"must be 'train', 'valid' or 'test', got {self.reference_split!r}")
+        require(bool(self.output_dir), "output_dir", "must not be empty")
+        require(self.bootstrap >= 0, "bootstrap", f"must be >= 0 (0 = no confidence intervals), got {self.bootstrap}")
+        require(self.max_reference_files >= 1, "max_reference_files", f"must be >= 1, got {self.max_reference_files}")
+        require(self.num_audio >= 0, "num_audio", f"must be >= 0, got {self.num_audio}")
+        if self.soundfont:
+            require(Path(self.soundfont).is_file(), "soundfont", f"is not a file: {self.soundfont!r} ('' to search)")
+
+
+@dataclasses.dataclass
+class TokenizerParams(Params):
+    """Parameters of ``02_tokenizer.ipynb`` (see the notebook for their meaning)."""
+
+    stage: ClassVar[str] = "02_tokenizer"
+
+    data_dir: str
+    output_dir: str
+    vocab_size: int
+    bpe_max_files: int
+    max_seq_len: int
+    expressive: bool
+    microtiming_resolution: int
+    infill_fraction: float
+    min_track_fraction: float
+    track_control_prob: float
+    bar_control_prob: float
+    augment: bool
+    augment_copies: int
+    use_nomml: bool
+    use_loops: bool
+    use_track_note_density: bool
+    use_track_polyphony: bool
+    use_track_note_duration: bool
+    use_track_repetition: bool
+    use_bar_note_density: bool
+    use_bar_polyphony: bool
+    use_bar_pitch_class: bool
+    use_bar_note_duration: bool
+    roundtrip_files: int
+    workers: int
+    shard_index: int
+    num_shards: int
+    seed: int
+    make_figures: bool
+
+    def check(self) -> None:
+        require((Path(self.data_dir) / "files.parquet").is_file(), "data_dir",
+                f"has no files.parquet: {self.data_dir!r} (the output_dir of 01_data_prep)")
+        require(bool(self.output_dir), "output_dir", "must not be empty")
+        require(self.vocab_size >= 0, "vocab_size", f"must be >= 0 (0: no BPE), got {self.vocab_size}")
+        require(self.bpe_max_files >= 1, "bpe_max_files", f"must be >= 1, got {self.bpe_max_files}")
+        require(self.max_seq_len >= 64, "max_seq_len", f"must be >= 64, got {self.max_seq_len}")
+        if self.expressive:
+            require(self.microtiming_resolution >= 192 and self.microtiming_resolution % 96 == 0,
+                    "microtiming_resolution",
+                    f"must be a multiple of 96 and >= 192 (so NOMML survives decoding), got {self.microtiming_resolution}")
+        for name in ("infill_fraction", "min_track_fraction", "track_control_prob", "bar_control_prob"):
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        require(self.min_track_fraction > 0, "min_track_fraction", "must be > 0 (a sample needs a track)")
+        require(self.augment_copies >= 0, "augment_copies", f"must be >= 0, got {self.augment_copies}")
+        require(self.roundtrip_files >= 0, "roundtrip_files", f"must be >= 0, got {self.roundtrip_files}")
+        require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        require(self.num_shards >= 1, "num_shards", f"must be >= 1, got {self.num_shards}")
+        require(0 <= self.shard_index < self.num_shards, "shard_index",
+                f"must be in [0, num_shards={self.num_shards}), got {self.shard_index}")

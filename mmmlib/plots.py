@@ -95,3 +95,63 @@ def data_prep_figures(result: PrepResult, folder: str | Path) -> dict[str, Path]
                 instrument_counts(result.tracks, result.loops, paths["instruments"])):
         plt.close(fig)
     return paths
+
+
+# --------------------------------------------------------------------------- tokenizer (02)
+def plot_piano_roll(score, ax: plt.Axes, title: str = "", max_beats: float | None = None) -> plt.Axes:
+    """Draw a score as a piano roll (one colour per track, time in beats) on ``ax``."""
+    tpq = score.ticks_per_quarter
+    colors = plt.get_cmap("tab10")
+    for ti, track in enumerate(score.tracks):
+        soa = track.notes.numpy()
+        if len(soa["time"]) == 0:
+            continue
+        starts, lengths = soa["time"] / tpq, np.maximum(soa["duration"] / tpq, 0.05)
+        if max_beats is not None:
+            keep = starts < max_beats
+            starts, lengths, pitches = starts[keep], lengths[keep], soa["pitch"][keep]
+        else:
+            pitches = soa["pitch"]
+        label = f"{'drums' if track.is_drum else f'program {track.program}'}"
+        ax.barh(pitches, lengths, left=starts, height=0.8, color=colors(ti % 10), label=label, linewidth=0)
+    ax.set_xlabel("beats")
+    ax.set_ylabel("pitch")
+    ax.set_title(title)
+    if len(score.tracks):
+        ax.legend(loc="upper right", fontsize=7)
+    return ax
+
+
+def piano_roll_pair(original, decoded, path: str | Path | None = None, max_beats: float = 16.0) -> plt.Figure:
+    """An original score above its encode -> decode round trip (first ``max_beats`` beats)."""
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True, sharey=True)
+    plot_piano_roll(original, axes[0], f"original (tpq {original.ticks_per_quarter})", max_beats)
+    plot_piano_roll(decoded, axes[1], f"encoded then decoded (tpq {decoded.ticks_per_quarter})", max_beats)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def sequence_length_histogram(lengths: dict[str, np.ndarray], max_seq_len: int,
+                              path: str | Path | None = None) -> plt.Figure:
+    """Histogram of sample lengths (ids) per split, with the ``max_seq_len`` limit."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    bins = np.linspace(0, max_seq_len, 33)
+    for split, values in lengths.items():
+        if len(values):
+            ax.hist(values, bins=bins, alpha=0.5, label=f"{split} ({len(values)})")
+    ax.axvline(max_seq_len, color="k", linestyle="--", linewidth=1)
+    ax.set_xlabel("sample length (ids)")
+    ax.set_ylabel("samples")
+    ax.set_title("Sequence lengths per split")
+    ax.legend()
+    return _save(fig, path)
+
+
+def bar_chart(table: pd.DataFrame, label: str, value: str, title: str, path: str | Path | None = None) -> plt.Figure:
+    """Horizontal bars of ``table[value]`` by ``table[label]`` (vocabulary, control shares)."""
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(table) + 1)))
+    ax.barh(table[label].astype(str), table[value], color="#3182bd")
+    ax.invert_yaxis()
+    ax.set_xlabel(value)
+    ax.set_title(title)
+    return _save(fig, path)
