@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Nothing clever here: a venv, the package installed editable, papermill runs.
 PYTHON ?= python3
+# OpenMP threads busy-wait by default; on a small shared machine that costs up to 3x in training.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV := .venv
 PY := $(VENV)/bin/python
 PAPERMILL := $(VENV)/bin/papermill
