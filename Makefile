@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PAPERMILL := $(VENV)/bin/papermill
 DEMO_DIR := runs/demo
 # Notebooks that `make demo` executes, in order (each with params/demo/<name>.yaml).
-DEMO_NOTEBOOKS := 01_data_prep 02_tokenizer 03_train
+DEMO_NOTEBOOKS := 01_data_prep 02_tokenizer 03_train 04_generate 05_evaluate
 
 .PHONY: setup demo test lint clean-demo
 
@@ -29,6 +29,8 @@ demo: setup
 		$(PAPERMILL) notebooks/$$nb.ipynb $(DEMO_DIR)/$$nb.ipynb \
 			-f params/demo/$$nb.yaml --progress-bar || exit 1; \
 	done
+	# a notebook cannot convert itself while papermill writes it: the HTML report comes after
+	$(PY) -m mmmlib.evaluate report $(DEMO_DIR)/05_evaluate.ipynb $(DEMO_DIR)/evaluate/report.html
 	@$(PY) -m mmmlib.demo_summary $(DEMO_DIR)
 
 test: setup

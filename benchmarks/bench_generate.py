@@ -12,7 +12,14 @@ Measured in the same run, on the same model and loop requests (``--tracks`` trac
 
 Settings are timed in turn ``--repeats`` times and the median counts, so background load
 on a shared machine falls on all of them. Tokens are generated ids (prompts excluded);
-loops/s = requests / time. The model is random (``--preset``) unless ``--model-dir`` is
+loops/s = requests / time; the constrained timings are end to end (requests, prompts,
+decoding into scores included).
+
+A batch decodes until its longest row ends, so its rows take as many *steps* as the
+longest; plain ``model.generate`` is given a fixed length, so its steps are all tokens.
+``constraint_cost`` compares steps per second (what the grammar constraint and the seeded
+sampling cost per decoding step); ``constraint_cost_useful_tokens`` compares useful tokens
+per second (that cost plus the steps rows spend waiting for longer rows, ``padding_waste``). The model is random (``--preset``) unless ``--model-dir`` is
 given: a random model never stops early, so the constrained loops end by their budget.
 
 Examples::
@@ -120,8 +127,9 @@ def timed_constrained(model, tok, reqs: list[LoopRequest], batch: int, args) -> 
              and len(g.score.tracks) == len(r.tracks) and all(len(t.notes) for t in g.score.tracks)
              for g, r in zip(gens, reqs, strict=True)]
     tokens = sum(g.num_tokens for g in gens)
-    return {"tokens_per_s": tokens / seconds, "loops_per_s": len(reqs) / seconds,
-            "valid_fraction": sum(valid) / len(valid), "tokens_per_loop": tokens / len(reqs)}
+    return {"tokens_per_s": tokens / seconds, "row_steps_per_s": sum(g.num_steps for g in gens) / seconds,
+            "loops_per_s": len(reqs) / seconds, "valid_fraction": sum(valid) / len(valid),
+            "tokens_per_loop": tokens / len(reqs)}
 
 
 def timed_plain(model, tok, reqs: list[LoopRequest], batch: int, new_tokens: int, args) -> dict[str, float]:
@@ -180,7 +188,13 @@ def summary(args: argparse.Namespace, model, tok, measured: dict[str, Any]) -> d
         "sequential_loops_per_s": round(med["sequential"]["loops_per_s"], 3),
         "batch_loops_per_s": {str(b): round(med[f"batch_{b}"]["loops_per_s"], 3) for b in sizes},
         "speedup_vs_sequential": {str(b): round(med[f"batch_{b}"]["tokens_per_s"] / seq, 2) for b in sizes},
-        "constraint_cost": {str(b): round(1 - batch_tps[str(b)] / plain_tps[str(b)], 3) for b in sizes if b > 1},
+        "batch_row_steps_per_s": {str(b): round(med[f"batch_{b}"]["row_steps_per_s"], 1) for b in sizes},
+        "constraint_cost": {str(b): round(1 - med[f"batch_{b}"]["row_steps_per_s"] / plain_tps[str(b)], 3)
+                            for b in sizes if b > 1},
+        "constraint_cost_useful_tokens": {str(b): round(1 - batch_tps[str(b)] / plain_tps[str(b)], 3)
+                                          for b in sizes if b > 1},
+        "padding_waste": {str(b): round(1 - med[f"batch_{b}"]["tokens_per_s"] / med[f"batch_{b}"]["row_steps_per_s"], 3)
+                          for b in sizes},
         "tokens_per_loop": measured["tokens_per_loop"],
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "save")},
         "parameters": mmm_model.count_parameters(model), "vocab_size": len(tok),
@@ -206,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
     else:
         for key in ("device", "sequential_tokens_per_s", "batch_tokens_per_s", "unconstrained_batch_tokens_per_s",
-                    "speedup_vs_sequential", "constraint_cost", "valid_fraction"):
+                    "speedup_vs_sequential", "constraint_cost", "constraint_cost_useful_tokens", "padding_waste",
+                    "valid_fraction"):
             print(f"{key:>34}: {result[key]}")
     return 0
 

@@ -87,6 +87,8 @@ class Generation:
     :param seconds: generation time (this request's share of its batches).
     :param num_errors: problems met while decoding (0 for a constrained generation).
     :param num_passes: ``generate`` rows this request used.
+    :param num_steps: decoding steps of the batches this request ran in (``num_tokens`` plus
+        the steps its rows waited for longer rows of their batch).
     :param tokens_per_track: ids generated for each track of a loop (its forced header,
         bars and ``Track_End``; the first header is the prompt); empty for pieces.
     """
@@ -99,6 +101,7 @@ class Generation:
     seconds: float = 0.0
     num_errors: int = 0
     num_passes: int = 1
+    num_steps: int = 0
     tokens_per_track: list[int] = field(default_factory=list)
 
 
@@ -227,7 +230,7 @@ def loop_job(tok: MMMLoop, request: LoopRequest, positions: int) -> Generator[Pa
     first = loop_pass(tok, request, positions)
     result = yield first
     generation = decode_generation(tok, first.prompt + result.ids, request.tempo, request.num_bars)
-    generation.num_tokens, generation.seconds = len(result.ids), result.seconds
+    generation.num_tokens, generation.seconds, generation.num_steps = len(result.ids), result.seconds, result.steps
     ends = [i + 1 for i, v in enumerate(result.ids) if v == grammar_tables(tok).single_id[TRACK_END]]
     generation.tokens_per_track = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     return generation

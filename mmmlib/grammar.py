@@ -68,10 +68,12 @@ class GrammarTables:
     is_timesig: torch.Tensor  # [V] bool
     position: torch.Tensor  # [V] long: largest Position value in the id, -1 none
     bar_positions: torch.Tensor  # [V] long: positions in a bar of each TimeSig id (0 for other ids)
+    ts_slot: torch.Tensor  # [V] long: index of each TimeSig id among the T time signatures (T for others)
+    meter: torch.Tensor  # [(T+1)^2, V] bool: allowed time signature slot x current bar's slot (T: any)
     tempo: torch.Tensor  # [V] long: the single-token id of its Tempo, -1 none, -2 several
     program_drum: torch.Tensor  # [V] long: 1 Program_-1, 0 other programs, -1 not a program
     dist: torch.Tensor  # [2F] long: rows F.. when a note is still needed
-    music: torch.Tensor  # [2F, V] bool: follow & content & pitch kind; rows F.. for drum tracks
+    music: torch.Tensor  # [4F, V] bool: follow & content & pitch kind; + F drums, + 2F no Bar_None
     closing: torch.Tensor  # [4F, V] bool: single content ids that lower dist; + F drums, + 2F note needed
     bar_cost: int  # ids of an empty bar (Bar_None, then down to dist 0)
     max_dist: int  # largest finite dist
@@ -155,8 +157,19 @@ def _value_tables(tok: MMMLoop, id_tokens: list[tuple[str, ...]], single_id: dic
             bar_positions[i] = int(tokens[0].split("_")[1].split("/")[0]) * tok.config.max_num_pos_per_beat
     position = [max((int(t.split("_")[1]) for t in tokens if t.startswith("Position_")), default=-1)
                 for tokens in id_tokens]
-    return {"tempo": tempo, "program_drum": program_drum, "bar_positions": bar_positions,
-            "position": torch.tensor(position), "is_timesig": bar_positions > 0}
+    position_t, is_timesig = torch.tensor(position), bar_positions > 0
+    ts_ids = is_timesig.nonzero().flatten()
+    num_ts = len(ts_ids)
+    ts_slot = torch.full((num_v,), num_ts, dtype=torch.long)
+    ts_slot[ts_ids] = torch.arange(num_ts)
+    # allowed slot a (num_ts: any) x bar slot b (num_ts: unknown, no position limit)
+    allowed_ts = torch.cat([~is_timesig[None, :] | (ts_slot[None, :] == torch.arange(num_ts)[:, None]),
+                            torch.ones(1, num_v, dtype=torch.bool)])
+    limits = torch.cat([bar_positions[ts_ids], torch.tensor([1 << 30])])
+    inside = position_t[None, :] < limits[:, None]
+    meter = (allowed_ts[:, None, :] & inside[None, :, :]).reshape((num_ts + 1) ** 2, num_v)
+    return {"tempo": tempo, "program_drum": program_drum, "bar_positions": bar_positions, "position": position_t,
+            "is_timesig": is_timesig, "ts_slot": ts_slot, "meter": meter}
 
 
 def build_tables(tok: MMMLoop) -> GrammarTables:
@@ -186,6 +199,7 @@ def build_tables(tok: MMMLoop) -> GrammarTables:
     has_drum_pitch = torch.tensor(["PitchDrum" in fams for fams in id_families])
     kinds = torch.stack([~has_drum_pitch, ~has_pitch])  # pitched track, drum track
     music = (follow & content[None, :])[None] & kinds[:, None, :]
+    music = torch.stack([music, music & ~is_bar[None, None, :]])  # no Bar_None once the bars are all there
     closing_all = torch.stack([closing, closing_note])[:, None] & kinds[None, :, None, :]
     finite = dist[dist < UNREACHABLE]
     return GrammarTables(
@@ -193,7 +207,7 @@ def build_tables(tok: MMMLoop) -> GrammarTables:
         bars=torch.tensor([sum(t == BAR for t in tokens) for tokens in id_tokens]),
         notes=torch.tensor([sum(f in NOTE_FAMILIES for f in fams) for fams in id_families]),
         content=content, is_bar=is_bar, has_pitch=has_pitch, has_drum_pitch=has_drum_pitch,
-        dist=dist, music=music.reshape(2 * num_f, num_v), closing=closing_all.reshape(4 * num_f, num_v),
+        dist=dist, music=music.reshape(4 * num_f, num_v), closing=closing_all.reshape(4 * num_f, num_v),
         bar_cost=1 + int(dist[index["Bar"]]), max_dist=int(finite.max()), margin=int(finite.max()) + 1,
         single_id=single_id, **_value_tables(tok, id_tokens, single_id),
     )
@@ -283,8 +297,10 @@ class GrammarConstraint(LogitsProcessor):
         self.rows = torch.arange(len(plans), device=device)
         self.vocab = torch.arange(tables.vocab_size, device=device)
         self.drum = torch.tensor([p.drum for p in plans], device=device)
-        self.timesig = torch.tensor([p.timesig_id for p in plans], device=device)
-        self.bar_timesig = self.timesig.clone()  # the time signature of the current bar (positions)
+        self.any_ts = int(tables.ts_slot.max())  # the slot meaning "any" / "unknown"
+        timesig = torch.tensor([p.timesig_id for p in plans], device=device)
+        self.ts = torch.where(timesig >= 0, tables.ts_slot[timesig.clamp(min=0)], self.any_ts)
+        self.bar_ts = self.ts.clone()  # the time signature of the current bar (positions)
         tempo_id = torch.tensor([p.tempo_id for p in plans], device=device)[:, None]
         # fixed for the whole call: the tempo ids each row may use
         self.tempo_ok = (tables.tempo[None, :] == -1) | (tempo_id < 0) | (tables.tempo[None, :] == tempo_id)
@@ -311,8 +327,9 @@ class GrammarConstraint(LogitsProcessor):
         self.family = t.last_family[token]
         program = t.program_drum[token]
         self.drum = torch.where(program >= 0, program == 1, self.drum)
-        self.timesig = torch.where(t.is_timesig[token] & (self.timesig < 0), token, self.timesig)
-        self.bar_timesig = torch.where(t.is_timesig[token], token, self.bar_timesig)
+        slot = t.ts_slot[token]
+        self.ts = torch.where(t.is_timesig[token] & (self.ts == self.any_ts), slot, self.ts)
+        self.bar_ts = torch.where(t.is_timesig[token], slot, self.bar_ts)
 
     def allowed(self) -> torch.Tensor:
         """``[rows, vocab]`` bool mask of the ids each row may emit next."""
@@ -322,10 +339,9 @@ class GrammarConstraint(LogitsProcessor):
         # forced rows: their id; done rows: padding; free rows: their end id (when allowed)
         chosen = vocab == torch.where(kind == DONE, self.pad_id, token)[:, None]
         row = self.family + self.num_families * self.drum.long()
-        timesig_ok = ~t.is_timesig[None, :] | (vocab == self.timesig[:, None]) | (self.timesig < 0)[:, None]
-        positions = torch.where(self.bar_timesig >= 0, t.bar_positions[self.bar_timesig.clamp(min=0)], 1 << 30)
-        extra = self.tempo_ok & timesig_ok & (t.position[None, :] < positions[:, None])  # notes inside the bar
-        music = t.music[row] & extra & (~t.is_bar[None, :] | (self.bars < target)[:, None])
+        # time signature kept, notes inside the bar, tempo kept
+        extra = self.tempo_ok & t.meter[self.ts * (self.any_ts + 1) + self.bar_ts]
+        music = t.music[row + 2 * self.num_families * (self.bars >= target).long()] & extra
         needs_note = (self.notes < min_notes).long()
         dist = t.dist[self.family + self.num_families * needs_note]
         need = dist + (target - self.bars) * t.bar_cost + 1 + t.margin
@@ -343,4 +359,4 @@ class GrammarConstraint(LogitsProcessor):
             self.family = self.t.last_family[last]
         else:
             self.advance(last)
-        return scores.masked_fill(~self.allowed(), float("-inf"))
+        return torch.where(self.allowed(), scores, float("-inf"))

@@ -280,7 +280,7 @@ def piece_job(tok: MMMLoop, score: Score, request: PieceRequest, positions: int)
     state = piece_state(tok, score)
     check_piece_request(tok, score, state, request)
     seeds = (derive_seed(request.seed, k) for k in range(1 << 30))
-    totals = {"tokens": 0, "seconds": 0.0, "passes": 0}
+    totals = {"tokens": 0, "seconds": 0.0, "passes": 0, "steps": 0}
     gen = _passes(tok, score, state, request, positions, seeds)
     result = None
     while True:
@@ -292,11 +292,12 @@ def piece_job(tok: MMMLoop, score: Score, request: PieceRequest, positions: int)
         totals["tokens"] += len(result.ids)
         totals["seconds"] += result.seconds
         totals["passes"] += 1
+        totals["steps"] += result.steps
     tokens = state.tokens()
     decoded = tok.decode_tokens(tokens)
     bars, programs = track_stats(tokens)
     return Generation(_restore_meter(decoded.score, score), tokens, bars, programs, totals["tokens"],
-                      totals["seconds"], decoded.num_errors, totals["passes"])
+                      totals["seconds"], decoded.num_errors, totals["passes"], totals["steps"])
 
 
 def _passes(tok: MMMLoop, score: Score, state: PieceState, request: PieceRequest, positions: int,

@@ -354,8 +354,9 @@ def validity(results: pd.DataFrame, final: pd.DataFrame) -> dict:
     :param final: rows of the final successful generations, with a boolean ``has_loop``.
     :return: ``validity`` (share of attempts that succeeded), ``generation_success_rate``
         (share of generations with a successful attempt), ``attempts_per_success``, and
-        ``tokens_per_loop``/``seconds_per_loop`` (everything spent, failures included,
-        per loop track obtained).
+        ``tokens_per_loop``/``seconds_per_loop`` (everything spent, failures included, per
+        generated loop, i.e. per successful generation) and ``tokens_per_detected_loop``
+        (the same per track in which the loop detector finds a loop).
     """
     table = attempts(results)
     num_success = int(table.loc[table["ok"], "gen_id"].nunique())
@@ -370,8 +371,9 @@ def validity(results: pd.DataFrame, final: pd.DataFrame) -> dict:
         "generation_success_rate": num_success / table["gen_id"].nunique() if len(table) else float("nan"),
         "attempts_per_success": len(table) / num_success if num_success else float("nan"),
         "tokens_per_track": table["n_tokens"].sum() / num_tracks if num_tracks else float("nan"),
-        "tokens_per_loop": table["n_tokens"].sum() / num_loops if num_loops else float("nan"),
-        "seconds_per_loop": table["seconds"].sum() / num_loops if num_loops else float("nan"),
+        "tokens_per_loop": table["n_tokens"].sum() / num_success if num_success else float("nan"),
+        "seconds_per_loop": table["seconds"].sum() / num_success if num_success else float("nan"),
+        "tokens_per_detected_loop": table["n_tokens"].sum() / num_loops if num_loops else float("nan"),
     }
 
 

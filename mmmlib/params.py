@@ -443,3 +443,27 @@ class GenerateParams(Params):
                 f"must hold one program per track (n_tracks={self.n_tracks}), got {self.programs}")
         for program in self.programs:
             require(-1 <= program <= 127, "programs", f"must be GM programs 0-127 or -1 (drums), got {program}")
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """The defaults of a notebook's ``parameters`` cell, as ``{name: literal}``.
+
+    The cell holds ``name: type = literal  # help`` lines only (papermill shows the type and
+    the help in ``--help-notebook``); anything else in it is an error.
+    """
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{notebook}: exactly one cell must be tagged 'parameters', found {len(cells)}")
+    values: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            raise ValueError(f"{notebook}: the parameters cell may only assign literals")
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            values[target.id] = ast.literal_eval(node.value)
+    return values

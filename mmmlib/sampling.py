@@ -136,10 +136,12 @@ class Pass:
 
 @dataclass
 class PassResult:
-    """Generated ids of one :class:`Pass` (EOS and padding removed) and its share of the time."""
+    """Generated ids of one :class:`Pass` (EOS and padding removed), its share of the time,
+    and the decoding steps of its batch (its ids plus the steps spent waiting for longer rows)."""
 
     ids: list[int]
     seconds: float
+    steps: int = 0
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,5 +194,5 @@ def run_passes(model: PreTrainedModel, tok: MMMLoop, passes: Sequence[Pass], sam
     results = []
     for row in rows:
         cut = row.index(eos_id) if eos_id in row else len(row)
-        results.append(PassResult(row[:cut], seconds))
+        results.append(PassResult(row[:cut], seconds, len(row)))
     return results

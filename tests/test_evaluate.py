@@ -203,7 +203,8 @@ def test_validity_counts_attempts_and_cost(tmp_path):
     assert numbers["num_generations"] == 3 and numbers["num_attempts"] == 4
     assert numbers["validity"] == pytest.approx(3 / 4)
     assert numbers["attempts_per_success"] == pytest.approx(4 / 3)
-    assert numbers["tokens_per_loop"] == pytest.approx((150 + 6 * 200) / 6)
+    assert numbers["tokens_per_loop"] == pytest.approx((150 + 6 * 200) / 3)  # per generated loop
+    assert numbers["tokens_per_detected_loop"] == pytest.approx((150 + 6 * 200) / 6)  # per looping track
     counts = metrics.status_counts(results)
     assert counts.loc[counts["status"] == "failed", "reason"].tolist() == ["no loop found"]
 

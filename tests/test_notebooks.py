@@ -9,25 +9,16 @@ import nbformat
 import pytest
 import yaml
 
+from mmmlib.params import notebook_parameters
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PARAM_FILES = sorted((REPO_ROOT / "params").glob("**/[0-9][0-9]_*.yaml"))
 
 
 def parameter_names(notebook: Path) -> set[str]:
-    """Names assigned in the cell tagged ``parameters``."""
-    nb = nbformat.read(notebook, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(cells) == 1, f"{notebook.name}: exactly one cell must be tagged 'parameters'"
-    tree = ast.parse(cells[0].source)
-    names = set()
-    for node in tree.body:
-        # `name: type = literal  # help` (papermill shows the type and help in --help-notebook)
-        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"{notebook.name}: parameters cell assigns literals only"
-        ast.literal_eval(node.value)  # literals only: papermill overrides them by name
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        names.update(t.id for t in targets)
-    return names
+    """Names assigned in the cell tagged ``parameters`` (literals only, else an error)."""
+    return set(notebook_parameters(notebook))
 
 
 def test_there_are_notebooks():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 
 from mmmlib import train
 from mmmlib.model import load_tokenizer
-from mmmlib.params import ParamError, TrainParams
+from mmmlib.params import ParamError, TrainParams, notebook_parameters
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_train.ipynb"
 FEATURES = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
@@ -46,9 +45,7 @@ def toy(tmp_path_factory) -> dict[str, str]:
 
 def notebook_defaults() -> dict:
     """The literals of 03_train's parameters cell: the tests start from what users get."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
+    return notebook_parameters(NOTEBOOK)
 
 
 def tiny_params(model_dir: Path, toy: dict[str, str], **overrides) -> TrainParams:
