@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless by default; notebooks still display the returned figures
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -9,9 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless by default; notebooks still display the returned figures
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -69,7 +66,7 @@ def loop_duration_histogram(loops: pd.DataFrame, path: str | Path | None = None)
 
 def instrument_counts(tracks: pd.DataFrame, loops: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Tracks per GM family, with the share of tracks that contain at least one loop."""
-    data = tracks.assign(family=[program_family(p, d) for p, d in zip(tracks["program"], tracks["is_drum"])],
+    data = tracks.assign(family=[program_family(p, d) for p, d in zip(tracks["program"], tracks["is_drum"], strict=True)],
                          has_loop=tracks["n_loops"] > 0)
     table = data.groupby("family").agg(tracks=("md5", "size"), with_loop=("has_loop", "sum"))
     table = table.sort_values("tracks", ascending=True)

@@ -477,9 +477,8 @@ def read_log(model_dir: str | Path) -> pd.DataFrame:
 
 def plot_loss_curves(log: pd.DataFrame, path: str | Path | None = None) -> Figure:
     """Train and valid loss against step (seaborn), saved as PNG when ``path`` is given."""
-    import matplotlib
 
-    matplotlib.use("Agg")
+    # (no backend forced: scripts fall back to Agg without a display, notebooks stay inline)
     import matplotlib.pyplot as plt
     import seaborn as sns
 
