@@ -401,6 +401,7 @@ class GenerateParams(Params):
     max_tokens_per_bar: int
     seed: int
     device: str
+    num_threads: int
     num_plots: int
 
     def check(self) -> None:
@@ -428,6 +429,7 @@ class GenerateParams(Params):
         require(self.repetition_penalty > 0, "repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
         require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
         require(self.num_plots >= 0, "num_plots", f"must be >= 0, got {self.num_plots}")
+        require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
         require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
                 f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         from mmmlib.runs import check_against_tokenizer  # reads tokenizer.json only, never the model

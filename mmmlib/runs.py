@@ -127,6 +127,15 @@ def loop_request(p: GenerateParams, spec: GenSpec, attempt: int) -> LoopRequest:
                        derive_seed(p.seed, spec.nomml + 1, spec.index, attempt), p.max_tokens_per_bar)
 
 
+def set_threads(num_threads: int) -> None:
+    """Set torch's CPU threads (0: leave torch's default). A tiny model's matrices are too
+    small to share out: on a busy CPU one thread beats two that wait for each other."""
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+
 def sampling_of(p: GenerateParams) -> Sampling:
     return Sampling(p.temperature, p.top_k, p.top_p, p.repetition_penalty)
 

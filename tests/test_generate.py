@@ -163,7 +163,7 @@ def run_params(tmp_path: Path, **kw) -> GenerateParams:
                   num_ranks=2, num_generations=1, max_attempts=2, batch=4, nomml=-2, num_bars=1, n_tracks=1,
                   programs="random", loop_controls=True, loop_count=1, loop_duration_bars=1, track_controls={},
                   time_signature="4/4", tempo=120.0, check_loop=False, temperature=1.0, top_k=20, top_p=0.95,
-                  repetition_penalty=1.0, max_tokens_per_bar=8, seed=0, device="cpu", num_plots=2)
+                  repetition_penalty=1.0, max_tokens_per_bar=8, seed=0, device="cpu", num_threads=0, num_plots=2)
     values.update(kw)
     return GenerateParams(**values)
 
