@@ -32,6 +32,7 @@ import pyarrow as pa
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
+from mmmlib.data import read_score  # also used by notebooks as dataset.read_score
 from mmmlib.samples import SampleOptions, augmentations, file_samples
 from mmmlib.tokenizer import MMMLoop, load_tokenizer
 
@@ -59,17 +60,6 @@ class FileTask:
     row: int
     split: str
     loops: dict = field(default_factory=dict, hash=False, compare=False)
-
-
-def read_score(path: str, row: int = -1):
-    """Data prep's reader (plain files and parquet rows), or symusic for plain files."""
-    try:
-        from mmmlib.data import read_score as data_read_score
-    except ImportError:  # data prep not installed: plain files only
-        from symusic import Score
-
-        return Score(path)
-    return data_read_score(path, row)
 
 
 def file_seed(seed: int, md5: str) -> np.random.Generator:

@@ -354,24 +354,18 @@ def _select_loops(seq: _Sequence, m_idx: np.ndarray, n_idx: np.ndarray,
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mmmlib.loops FILE...``: one JSON object per detected loop."""
-    from symusic import Score
+    from mmmlib.cli import read_midi_files
 
     parser = argparse.ArgumentParser(prog="python -m mmmlib.loops", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="MIDI files")
     parser.add_argument("--duration-offset", type=int, default=LoopOptions.duration_offset,
                         help="get_duration_beats convention: -1 (later reference version) or 0")
     args = parser.parse_args(argv)
-    status = 0
-    for path in args.files:
-        try:
-            score = Score(path)
-        except Exception as exc:  # unreadable file: say why, go on with the others
-            print(f"{path}: cannot read MIDI: {exc}", file=sys.stderr)
-            status = 1
-            continue
+    failed: list[str] = []
+    for path, score in read_midi_files(args.files, failed):
         for loop in detect_loops(score, duration_offset=args.duration_offset):
             print(json.dumps({"file": path, **asdict(loop)}))
-    return status
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

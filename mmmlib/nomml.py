@@ -81,23 +81,17 @@ def score_nomml(score: Score) -> list[int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mmmlib.nomml FILE...``: one JSON object per track that has notes."""
-    from symusic import Score
+    from mmmlib.cli import read_midi_files
 
     parser = argparse.ArgumentParser(prog="python -m mmmlib.nomml", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="MIDI files")
     args = parser.parse_args(argv)
-    status = 0
-    for path in args.files:
-        try:
-            score = Score(path)
-        except Exception as exc:  # unreadable file: say why, go on with the others
-            print(f"{path}: cannot read MIDI: {exc}", file=sys.stderr)
-            status = 1
-            continue
+    failed: list[str] = []
+    for path, score in read_midi_files(args.files, failed):
         for track_idx, value in enumerate(score_nomml(score)):
             if value is not None:
                 print(json.dumps({"file": path, "track_idx": track_idx, "nomml": value}))
-    return status
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
