@@ -6,7 +6,7 @@ Measured in the same run, on the same model and loop requests (``--tracks`` trac
 - *sequential*: plain ``model.generate`` (HF sampling, top-k 20, top-p 0.95), one request
   at a time, no constraint, as many new tokens as a constrained loop takes on average;
 - *unconstrained batch*: the same ``model.generate`` on ``B`` left-padded prompts;
-- *batch*: :func:`mmmlib.generate.generate_batch` (grammar constraint, per-row seeded
+- *batch*: :func:`mmmlib.generation.generate.generate_batch` (grammar constraint, per-row seeded
   sampling) at ``B`` = each of ``--batch-sizes``, with the share of loops that decode to the
   requested bars and tracks without error (``valid_fraction``).
 
@@ -47,11 +47,11 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from mmmlib import model as mmm_model
-from mmmlib.generate import LoopRequest, TrackSpec, generate_batch
-from mmmlib.sampling import Sampling, left_pad
-from mmmlib.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mmmlib.vocab import track_prompt_ids
+from mmmlib.generation.generate import LoopRequest, TrackSpec, generate_batch
+from mmmlib.generation.sampling import Sampling, left_pad
+from mmmlib.tokens.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from mmmlib.tokens.vocab import track_prompt_ids
+from mmmlib.training import model as mmm_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROGRAMS = (0, -1, 33, 48, 25, 81)
@@ -84,7 +84,7 @@ def default_tokenizer(folder: Path, vocab_size: int) -> Path:
     """A BPE tokenizer trained on a small synthetic corpus (the demo's kind of vocabulary)."""
     from symusic import Score
 
-    from mmmlib.synth import write_corpus
+    from mmmlib.data.synth import write_corpus
 
     write_corpus(folder / "midi", num_files=12, seed=0)
     tok = build_tokenizer(expressive=True)

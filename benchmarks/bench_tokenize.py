@@ -37,8 +37,8 @@ import numpy as np
 from miditok import MMM
 from symusic import Score
 
-from mmmlib.loops import detect_loops
-from mmmlib.tokenizer import ControlSwitches, build_tokenizer, tokenizer_config
+from mmmlib.data.loops import detect_loops
+from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer, tokenizer_config
 
 NO_CONTROLS = ControlSwitches(**{name: False for name in ControlSwitches.__dataclass_fields__})
 
@@ -128,7 +128,7 @@ def corpus_files(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.corpus:
         paths = sorted(str(p) for p in Path(args.corpus).rglob("*.mid"))
         return paths, str(args.corpus)
-    from mmmlib.synth import write_corpus
+    from mmmlib.data.synth import write_corpus
 
     folder = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     write_corpus(folder, num_files=args.synthetic, seed=0)

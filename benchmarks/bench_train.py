@@ -5,7 +5,7 @@ two settings measured in the same run: a baseline (fp32 weights and math, eager
 attention, no compile: a plain Hugging Face model) and the requested setting (``--dtype``,
 ``--attn``, ``--compile``; mixed precision is autocast over fp32 weights, as accelerate
 trains). The settings are timed in turn ``--repeats`` times and the median counts, so
-background load on a shared machine falls on both (the load average is recorded). MFU = model FLOPs per token (:func:`mmmlib.model.flops_per_token`, PaLM
+background load on a shared machine falls on both (the load average is recorded). MFU = model FLOPs per token (:func:`mmmlib.training.model.flops_per_token`, PaLM
 convention) x tokens/s / peak FLOPs. The peak is ``--peak-flops``, else the dense bf16
 peak of a known GPU, else (CPU) an fp32 matmul measured in the same run.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mmmlib import model as mmm_model
+from mmmlib.training import model as mmm_model
 
 # Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A6000": 155e12,

@@ -2,7 +2,7 @@
 
 Built once per test session (a few seconds): the synthetic data folder of
 :mod:`tests.tokenizer_fixtures`, BPE to 1000 ids, and a randomly initialised ``tiny``
-model saved with :func:`mmmlib.model.save`. Constraints must give valid output even from
+model saved with :func:`mmmlib.training.model.save`. Constraints must give valid output even from
 random weights, so no training is needed.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from mmmlib import dataset
-from mmmlib import model as mmm_model
-from mmmlib.tokenizer import build_tokenizer
+from mmmlib.tokens import dataset
+from mmmlib.tokens.tokenizer import build_tokenizer
+from mmmlib.training import model as mmm_model
 from tests.tokenizer_fixtures import make_data_dir
 
 MAX_SEQ_LEN = 1024

@@ -1,4 +1,4 @@
-"""Test oracle for :mod:`mmmlib.loops`: the GigaMIDI loop detector, restated literally.
+"""Test oracle for :mod:`mmmlib.data.loops`: the GigaMIDI loop detector, restated literally.
 
 Same steps and data structures as the reference ``loops_nomml`` (GigaMIDI repository):
 NoteSet objects, the full ``n x n`` int16 correlation matrix filled cell by cell, the
@@ -18,7 +18,7 @@ import numpy as np
 from miditok.utils import get_bars_ticks, get_beats_ticks
 from symusic import TimeSignature
 
-from mmmlib.loops import Loop, LoopOptions
+from mmmlib.data.loops import Loop, LoopOptions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -73,7 +73,7 @@ def correlation(sets: Sequence[NoteSet]) -> np.ndarray:
 
 
 def duration_beats(start: int, end: int, beats: Sequence[int], offset: int) -> float:
-    """The reference beat count between two ticks, bugs included (see mmmlib.loops)."""
+    """The reference beat count between two ticks, bugs included (see mmmlib.data.loops)."""
     previous = first_in = last_in = after = None
     for index, tick in enumerate(beats):
         if first_in is None and tick >= start:
@@ -156,7 +156,7 @@ def valid_loops(sets: list[NoteSet], corr: np.ndarray, beats: Sequence[int],
 
 
 def detect_loops(score: Score, **options) -> list[Loop]:
-    """Same entry point as :func:`mmmlib.loops.detect_loops`, the slow literal way."""
+    """Same entry point as :func:`mmmlib.data.loops.detect_loops`, the slow literal way."""
     opts = LoopOptions(**options)
     if len(score.time_signatures) == 0:
         score = score.copy()  # the reference appends to the caller's score; we do not

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from mmmlib.collator import IGNORE_INDEX, MMMCollator, check_token_dataset, epoch_batches, load_token_split
-from mmmlib.params import ParamError
+from mmmlib.core.params import ParamError
+from mmmlib.training.collator import (
+    IGNORE_INDEX,
+    MMMCollator,
+    check_token_dataset,
+    epoch_batches,
+    load_token_split,
+)
 
 PAD = 0
 
@@ -103,7 +109,7 @@ def test_load_token_split_reads_merged_or_sharded_layouts(tmp_path):
     assert ds.column_names == ["input_ids", "loss_mask"] and len(ds) == 2
     for shard, ids in enumerate([[[1, 2]], [], [[3, 4, 5], [6]]]):  # an empty shard too
         folder = str(tmp_path / "sharded" / "shards" / f"shard_{shard:04d}" / "train")
-        _dataset(ids).save_to_disk(folder, num_shards=1)  # as mmmlib.dataset saves an empty split
+        _dataset(ids).save_to_disk(folder, num_shards=1)  # as mmmlib.tokens.dataset saves an empty split
     ds = load_token_split(tmp_path / "sharded", "train")
     assert ds["input_ids"] == [[1, 2], [3, 4, 5], [6]]
     assert check_token_dataset(ds, "sharded", vocab_size=7, max_seq_len=3).tolist() == [2, 3, 1]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from symusic import Note, Score, TimeSignature, Track
 
-from mmmlib import data
+from mmmlib.data import prepare as data
 
 TPQ = 480
 

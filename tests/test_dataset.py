@@ -10,10 +10,17 @@ import papermill as pm
 import pytest
 from symusic import Score
 
-from mmmlib import dataset
-from mmmlib.params import ParamError, TokenizerParams
-from mmmlib.samples import SampleOptions, augmentations, file_samples, plan_chunks, valid_transpositions
-from mmmlib.tokenizer import FILL_START, INFILL_BAR, build_tokenizer
+from mmmlib.core.params import ParamError
+from mmmlib.tokens import dataset
+from mmmlib.tokens.params import TokenizerParams
+from mmmlib.tokens.samples import (
+    SampleOptions,
+    augmentations,
+    file_samples,
+    plan_chunks,
+    valid_transpositions,
+)
+from mmmlib.tokens.tokenizer import FILL_START, INFILL_BAR, build_tokenizer
 from tests.tokenizer_fixtures import REAL_CORPUS, make_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmmlib import distributions, eval_plots, evaluate, loopability, metrics
+from mmmlib.evaluation import distributions, loopability, metrics
+from mmmlib.evaluation import figures as eval_plots
+from mmmlib.evaluation import report as evaluate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "05_evaluate.ipynb"
@@ -232,7 +234,7 @@ def test_track_features_of_a_known_score():
 
 
 def test_seam_check_passes_a_continuing_loop_and_fails_a_broken_one():
-    from mmmlib.loops import detect_loops
+    from mmmlib.data.loops import detect_loops
 
     good = loopability.file_loops(loop_score(2, drums=False), [0], 4, detect_loops)[0]
     broken = loopability.file_loops(loop_score(2, drums=False, last_bar_pitch=80), [0], 4, detect_loops)[0]
@@ -269,7 +271,7 @@ def test_verdict_says_plainly_when_control_does_not_beat_the_baseline():
 
 
 def test_audio_renders_with_a_soundfont(tmp_path):
-    from mmmlib import audio
+    from mmmlib.evaluation import audio
 
     font = audio.find_soundfont()
     if font is None:
@@ -305,7 +307,7 @@ def test_05_runs_through_papermill_and_writes_the_report(tmp_path):
             assert (out_dir / "figures" / f"{name}{suffix}").is_file(), name + suffix
     assert (out_dir / "params.json").is_file() and (out_dir / "tables" / "distributions.csv").is_file()
     html = tmp_path / "report.html"
-    subprocess.run([sys.executable, "-m", "mmmlib.evaluate", "report", str(executed), str(html)], check=True)
+    subprocess.run([sys.executable, "-m", "mmmlib.evaluation.report", "report", str(executed), str(html)], check=True)
     assert "Verdict" in html.read_text()
 
 

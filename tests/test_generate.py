@@ -14,13 +14,14 @@ import pytest
 import torch
 from symusic import Score
 
-from mmmlib import generate as gen_module
-from mmmlib import runs
-from mmmlib.generate import LoopRequest, TrackSpec, generate, generate_batch
-from mmmlib.infill import BarInfill, PieceRequest, TrackInfill, piece_state
-from mmmlib.params import GenerateParams, ParamError
-from mmmlib.sampling import Sampling, SeededGumbel, bits_to_uniform
-from mmmlib.tokenizer import ControlSwitches, build_tokenizer
+from mmmlib.core.params import ParamError
+from mmmlib.generation import generate as gen_module
+from mmmlib.generation import sweep as runs
+from mmmlib.generation.generate import LoopRequest, TrackSpec, generate, generate_batch
+from mmmlib.generation.infill import BarInfill, PieceRequest, TrackInfill, piece_state
+from mmmlib.generation.params import GenerateParams
+from mmmlib.generation.sampling import Sampling, SeededGumbel, bits_to_uniform
+from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer
 from tests.generate_fixtures import midi_of, one_thread, tiny_model, tiny_model_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -228,9 +229,9 @@ def test_failed_attempts_are_retried_and_recorded(model_and_tok, tmp_path):
 
 
 def test_bad_params_are_rejected_before_the_model_loads(tmp_path, monkeypatch):
-    import mmmlib.model
+    import mmmlib.training.model
 
-    monkeypatch.setattr(mmmlib.model, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(mmmlib.training.model, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     for kw in (dict(nomml=13), dict(programs=[200]), dict(num_bars=0), dict(nomml=-3),
                dict(track_controls={"ACTrackMood": 1}), dict(time_signature="13/16"), dict(programs="all")):
         with pytest.raises(ParamError):

@@ -7,10 +7,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmmlib.generate import track_stats
-from mmmlib.grammar import GrammarConstraint, Plan, grammar_tables
-from mmmlib.sampling import left_pad
-from mmmlib.vocab import count_grammar_errors, families, track_prompt_ids
+from mmmlib.generation.constraint import GrammarConstraint, Plan, grammar_tables
+from mmmlib.generation.generate import track_stats
+from mmmlib.generation.sampling import left_pad
+from mmmlib.tokens.vocab import count_grammar_errors, families, track_prompt_ids
 from tests.generate_fixtures import one_thread, tiny_model
 
 PROGRAMS = (-1, 0, 33)

@@ -1,4 +1,4 @@
-"""mmmlib.loops must find exactly the loops of the GigaMIDI detector (tests/loops_oracle.py)."""
+"""mmmlib.data.loops must find exactly the loops of the GigaMIDI detector (tests/loops_oracle.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from symusic import Note, Score, TimeSignature, Track
 
-from mmmlib.loops import Loop, LoopOptions, bars_and_beats, detect_loops, detect_track_loops, main
+from mmmlib.data.loops import Loop, LoopOptions, bars_and_beats, detect_loops, detect_track_loops, main
 from tests import loops_oracle
 
 REAL_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gigamidi-tests"
@@ -82,7 +82,7 @@ def test_two_bar_riff_after_intro():
 def test_long_track_of_few_bar_patterns(seed, monkeypatch):
     # many candidates per duration: exercises the sub-loop chains and loop replacement;
     # a tiny block size also runs the blocked barline pairing
-    monkeypatch.setattr("mmmlib.loops._PAIR_BLOCK_CELLS", 16)
+    monkeypatch.setattr("mmmlib.data.loops._PAIR_BLOCK_CELLS", 16)
     rng = random.Random(seed)
     patterns = [RIFF, RIFF[::2], [(0, 4, 36), (8, 4, 38)], []]
     order = [rng.choice([0, 0, 1, 2, 3]) for _ in range(40)]

@@ -6,9 +6,9 @@ import miditok
 import pytest
 import torch
 
-from mmmlib import model as mmm_model
-from mmmlib.collator import MMMCollator
-from mmmlib.params import ParamError
+from mmmlib.core.params import ParamError
+from mmmlib.training import model as mmm_model
+from mmmlib.training.collator import MMMCollator
 
 
 @pytest.fixture(scope="module")

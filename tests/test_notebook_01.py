@@ -40,7 +40,7 @@ def test_01_on_a_folder_with_a_bad_file_and_shards(tmp_path):
         (corpus / f"f{i}.mid").write_bytes(make_midi(seed=i))
     (corpus / "broken.mid").write_bytes(b"MThd garbage")
     output_dir = tmp_path / "data"
-    from mmmlib import data
+    from mmmlib.data import prepare as data
 
     # shard 0 through the API, shard 1 through the notebook: both must write the same layout
     sources = data.shard_sources(data.list_sources(corpus), 0, 2)
@@ -67,7 +67,8 @@ GOOD = dict(input_path="synthetic", output_dir="x", num_synth_files=2, min_bars=
     ],
 )
 def test_bad_parameters_are_named(params, message):
-    from mmmlib.params import DataPrepParams, ParamError
+    from mmmlib.core.params import ParamError
+    from mmmlib.data.params import DataPrepParams
 
     with pytest.raises(ParamError) as info:
         DataPrepParams(**{**GOOD, **params})

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import yaml
 
-from mmmlib.params import notebook_parameters
+from mmmlib.core.params import notebook_parameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

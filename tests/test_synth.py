@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from symusic import Score
 
-from mmmlib.nomml import nomml_from_onsets, track_nomml
-from mmmlib.synth import (
+from mmmlib.data.nomml import nomml_from_onsets, track_nomml
+from mmmlib.data.synth import (
     MIN_EXPRESSIVE_TPQ,
     PROGRAMS,
     STYLE_NOMML,
@@ -22,7 +22,7 @@ from mmmlib.synth import (
     generate_score,
     write_corpus,
 )
-from mmmlib.synth import main as synth_main
+from mmmlib.data.synth import main as synth_main
 
 NUM_FILES = 200
 
@@ -156,7 +156,7 @@ def test_planted_loops_are_consistent(corpus):
 
 
 def test_planted_loops_are_detected(corpus):
-    loops_module = pytest.importorskip("mmmlib.loops")
+    loops_module = pytest.importorskip("mmmlib.data.loops")
     folder, manifest, _ = corpus
     for name, rows in manifest.groupby("file"):
         detected = loops_module.detect_loops(Score(str(folder / name)))

@@ -24,14 +24,14 @@ from miditok.attribute_controls import (
 from miditok.utils import get_bars_ticks
 from symusic import Score
 
-from mmmlib import dataset
-from mmmlib.controls import ScoreNotes, dominant_loop_duration, loop_count_value, loop_duration_value
-from mmmlib.encoding import track_values
-from mmmlib.fast_controls import bar_control_tokens, fast_version, track_control_tokens
-from mmmlib.microtiming import is_on_grid, rescale_onsets
-from mmmlib.nomml import onset_levels
-from mmmlib.tokenizer import ControlSwitches, build_tokenizer, load_tokenizer, main
-from mmmlib.vocab import control_ids, count_grammar_errors, special_ids, track_prompt_ids, vocab_table
+from mmmlib.data.nomml import onset_levels
+from mmmlib.tokens import dataset
+from mmmlib.tokens.controls import ScoreNotes, dominant_loop_duration, loop_count_value, loop_duration_value
+from mmmlib.tokens.encoding import track_values
+from mmmlib.tokens.fast_controls import bar_control_tokens, fast_version, track_control_tokens
+from mmmlib.tokens.microtiming import is_on_grid, rescale_onsets
+from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer, load_tokenizer, main
+from mmmlib.tokens.vocab import control_ids, count_grammar_errors, special_ids, track_prompt_ids, vocab_table
 from tests.tokenizer_fixtures import REAL_CORPUS, make_data_dir
 
 
@@ -140,7 +140,7 @@ def test_controls_of_all_tracks_at_once_equal_track_by_track(expressive, tasks):
 
 # --------------------------------------------------------------------------- round trips
 def nomml_rate(tok, paths) -> tuple[float, float, int]:
-    from mmmlib.decoding import roundtrip_file
+    from mmmlib.tokens.decoding import roundtrip_file
 
     rows = []
     for path in paths:

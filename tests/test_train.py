@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mmmlib import train
-from mmmlib.model import load_tokenizer
-from mmmlib.params import ParamError, TrainParams, notebook_parameters
+from mmmlib.core.params import ParamError, notebook_parameters
+from mmmlib.training import trainer as train
+from mmmlib.training.model import load_tokenizer
+from mmmlib.training.params import TrainParams
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_train.ipynb"
 FEATURES = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),

@@ -1,8 +1,8 @@
 """Helpers of the tokenizer and dataset tests: a tiny data-prep folder built from the synthetic corpus.
 
 The folder follows data prep's contract (``files.parquet``, ``tracks.parquet``,
-``loops.parquet``) but is written here with pandas, NOMML from :mod:`mmmlib.nomml` and
-loops from :mod:`mmmlib.loops`, so these tests do not depend on data prep's code.
+``loops.parquet``) but is written here with pandas, NOMML from :mod:`mmmlib.data.nomml` and
+loops from :mod:`mmmlib.data.loops`, so these tests do not depend on data prep's code.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 from miditok.utils import get_bars_ticks
 from symusic import Score
 
-from mmmlib.loops import detect_loops
-from mmmlib.nomml import track_nomml
-from mmmlib.synth import write_corpus
+from mmmlib.data.loops import detect_loops
+from mmmlib.data.nomml import track_nomml
+from mmmlib.data.synth import write_corpus
 
 REAL_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gigamidi-tests"
 

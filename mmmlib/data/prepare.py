@@ -1,0 +1,375 @@
+"""Data preparation: validate a MIDI corpus, measure NOMML and loops per track, split it.
+
+Inputs are a folder of ``.mid``/``.midi`` files (searched recursively) or
+GigaMIDI-style parquet files (one MIDI file as bytes per row). Every input ends in
+exactly one of two places: an accepted file (a row of ``files.parquet``) or a rejected
+one (a row of ``rejects.csv`` with the reason); a bad file never stops the run.
+
+Outputs in ``output_dir`` (the contract later stages read):
+
+- ``files.parquet``: one row per accepted file: ``md5, path, row, split, tpq, n_tracks,
+  n_bars, n_notes, n_loops, time_signature, tempo``. ``path``/``row`` locate the MIDI
+  (``row`` is -1 for a plain file, else the row of the parquet file ``path``); read it
+  back with :func:`read_score`.
+- ``tracks.parquet``: ``md5, track_idx, program, is_drum, name, n_notes, nomml, n_loops``.
+- ``loops.parquet``: ``md5, track_idx, start_tick, end_tick, duration_beats, note_density``.
+- ``rejects.csv``: ``path, row, reason``.
+
+Large corpora are split with ``shard_index``/``num_shards`` (one SLURM array task per
+shard writes ``shards/shard_XXXX/``) and joined with :func:`merge_shards`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from miditok.utils import get_bars_ticks
+from symusic import Score
+from tqdm.auto import tqdm
+
+from mmmlib.data.loops import detect_loops
+from mmmlib.data.nomml import score_nomml
+
+MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
+# Column names that GigaMIDI-style parquet files use for the MIDI bytes, in order of preference.
+BYTES_COLUMNS = ("music", "midi", "midi_bytes", "bytes", "content", "data")
+SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
+FILES_COLUMNS = ["md5", "path", "row", "split", "tpq", "n_tracks", "n_bars", "n_notes", "n_loops",
+                 "time_signature", "tempo"]
+TRACKS_COLUMNS = ["md5", "track_idx", "program", "is_drum", "name", "n_notes", "nomml", "n_loops"]
+LOOPS_COLUMNS = ["md5", "track_idx", "start_tick", "end_tick", "duration_beats", "note_density"]
+REJECTS_COLUMNS = ["path", "row", "reason"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input MIDI file: a path on disk (``row == -1``) or a row of a parquet file."""
+
+    path: str
+    row: int = -1
+
+    def label(self) -> str:
+        return self.path if self.row < 0 else f"{self.path}#{self.row}"
+
+
+@dataclass
+class FileResult:
+    """What processing one source produced: accepted rows, or a rejection reason."""
+
+    source: Source
+    reason: str | None = None
+    file_row: dict | None = None
+    track_rows: list[dict] = field(default_factory=list)
+    loop_rows: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- inputs
+def bytes_column(parquet_path: str | Path) -> str:
+    """Name of the column holding MIDI bytes in a GigaMIDI-style parquet file."""
+    schema = pq.read_schema(parquet_path)
+    for name in BYTES_COLUMNS:
+        if name in schema.names:
+            return name
+    binary = [f.name for f in schema if str(f.type) in ("binary", "large_binary")]
+    if not binary:
+        raise ValueError(f"{parquet_path}: no column of MIDI bytes (tried {BYTES_COLUMNS} and binary columns)")
+    return binary[0]
+
+
+def list_sources(input_path: str | Path) -> list[Source]:
+    """All MIDI sources under ``input_path``, sorted so that every machine sees one order.
+
+    :param input_path: a MIDI file, a parquet file, or a folder searched recursively for both.
+    """
+    root = Path(input_path)
+    if not root.exists():
+        raise FileNotFoundError(f"input_path does not exist: {root}")
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    sources: list[Source] = []
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix in MIDI_SUFFIXES:
+            sources.append(Source(str(path)))
+        elif suffix == ".parquet":
+            num_rows = pq.ParquetFile(path).metadata.num_rows
+            sources.extend(Source(str(path), row) for row in range(num_rows))
+    return sources
+
+
+def resolve_input(input_path: str, output_dir: str | Path, num_synth_files: int = 200, seed: int = 0) -> Path:
+    """The folder or file to read: ``input_path`` itself, or the embedded synthetic corpus.
+
+    With ``input_path == "synthetic"`` the corpus is written once to ``output_dir/corpus``
+    (kept when it already holds the same number of files from the same seed).
+    """
+    if input_path != "synthetic":
+        return Path(input_path)
+    from mmmlib.data.synth import write_corpus
+
+    corpus = Path(output_dir) / "corpus"
+    stamp = corpus / "corpus.json"
+    wanted = f'{{"num_files": {num_synth_files}, "seed": {seed}}}'
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        write_corpus(corpus, num_files=num_synth_files, seed=seed)
+        stamp.write_text(wanted)
+    return corpus
+
+
+def shard_sources(sources: list[Source], shard_index: int, num_shards: int) -> list[Source]:
+    """The sources of one shard: every ``num_shards``-th one, starting at ``shard_index``."""
+    return sources[shard_index::num_shards]
+
+
+@functools.lru_cache(maxsize=4)
+def _parquet_bytes(path: str) -> list:
+    """The MIDI-bytes column of a parquet file, cached (workers read many rows of one file)."""
+    return pq.read_table(path, columns=[bytes_column(path)]).column(0).to_pylist()
+
+
+def read_midi_bytes(path: str | Path, row: int = -1) -> bytes:
+    """Raw MIDI bytes of a source (a file, or a row of a parquet file)."""
+    if row < 0:
+        return Path(path).read_bytes()
+    value = _parquet_bytes(str(path))[row]
+    return b"" if value is None else bytes(value)
+
+
+def read_score(path: str | Path, row: int = -1):
+    """The tick-time ``symusic.Score`` of a source listed in ``files.parquet`` (``path``, ``row``)."""
+    if row < 0:
+        return Score(str(path))
+    return Score.from_midi(read_midi_bytes(path, row))
+
+
+def split_of(md5: str, seed: int = 0) -> str:
+    """Deterministic 80/10/10 split from the file's md5 (and a seed), the same on every machine."""
+    digest = hashlib.sha256(f"{seed}:{md5}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    for name, fraction in SPLIT_FRACTIONS:
+        cumulative += fraction
+        if position < cumulative:
+            return name
+    return SPLIT_FRACTIONS[-1][0]
+
+
+# --------------------------------------------------------------------------- one file
+def analyse_midi(data: bytes, source: Source, min_bars: int, max_notes: int, seed: int) -> FileResult:
+    """Validate one MIDI file and measure it; any failure becomes a rejection reason."""
+    if len(data) == 0:
+        return FileResult(source, reason="empty file (0 bytes)")
+    try:
+        score = Score.from_midi(data)
+    except Exception as exc:
+        return FileResult(source, reason=f"unreadable MIDI: {exc}".strip())
+    if len(score.tracks) == 0:
+        return FileResult(source, reason="no tracks")
+    n_notes = sum(len(t.notes) for t in score.tracks)
+    if n_notes == 0:
+        return FileResult(source, reason="no notes")
+    if n_notes > max_notes:
+        return FileResult(source, reason=f"too many notes ({n_notes} > max_notes={max_notes})")
+    n_bars = len(get_bars_ticks(score, only_notes_onsets=True))
+    if n_bars < min_bars:
+        return FileResult(source, reason=f"too few bars ({n_bars} < min_bars={min_bars})")
+    md5 = hashlib.md5(data).hexdigest()
+    loops = detect_loops(score)
+    return _rows(score, source, md5, split_of(md5, seed), n_bars, n_notes, score_nomml(score), loops)
+
+
+def _rows(score, source, md5, split, n_bars, n_notes, nommls, loops) -> FileResult:
+    loops_per_track = [0] * len(score.tracks)
+    for loop in loops:
+        loops_per_track[loop.track_idx] += 1
+    ts = score.time_signatures[0] if len(score.time_signatures) else None
+    file_row = {
+        "md5": md5, "path": source.path, "row": source.row, "split": split,
+        "tpq": int(score.ticks_per_quarter), "n_tracks": len(score.tracks), "n_bars": n_bars,
+        "n_notes": n_notes, "n_loops": len(loops),
+        "time_signature": f"{ts.numerator}/{ts.denominator}" if ts else "4/4",
+        "tempo": float(score.tempos[0].qpm) if len(score.tempos) else 120.0,
+    }
+    track_rows = [
+        {"md5": md5, "track_idx": i, "program": int(t.program), "is_drum": bool(t.is_drum),
+         "name": str(t.name), "n_notes": len(t.notes), "nomml": nommls[i], "n_loops": loops_per_track[i]}
+        for i, t in enumerate(score.tracks)
+    ]
+    loop_rows = [
+        {"md5": md5, "track_idx": lp.track_idx, "start_tick": lp.start_tick, "end_tick": lp.end_tick,
+         "duration_beats": float(lp.duration_beats), "note_density": float(lp.note_density)}
+        for lp in loops
+    ]
+    return FileResult(source, file_row=file_row, track_rows=track_rows, loop_rows=loop_rows)
+
+
+def process_source(task: tuple[Source, int, int, int]) -> FileResult:
+    """Worker entry point: read and analyse one source; never raises."""
+    source, min_bars, max_notes, seed = task
+    try:
+        data = read_midi_bytes(source.path, source.row)
+    except Exception as exc:
+        return FileResult(source, reason=f"cannot read input: {exc}")
+    try:
+        return analyse_midi(data, source, min_bars, max_notes, seed)
+    except Exception as exc:  # a bug or a pathological file must not stop the corpus
+        return FileResult(source, reason=f"analysis failed: {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- the corpus
+@dataclass
+class PrepResult:
+    """The four tables of a data-prep run (or of one shard)."""
+
+    files: pd.DataFrame
+    tracks: pd.DataFrame
+    loops: pd.DataFrame
+    rejects: pd.DataFrame
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.files) + len(self.rejects)
+
+    def counts(self) -> dict[str, int]:
+        return {"inputs": self.num_inputs, "accepted": len(self.files), "rejected": len(self.rejects)}
+
+
+def _iter_results(tasks: list, workers: int, desc: str) -> Iterator[FileResult]:
+    if workers <= 1:
+        yield from (process_source(t) for t in tqdm(tasks, desc=desc, unit="file"))
+        return
+    with Pool(workers) as pool:
+        chunksize = max(1, min(32, len(tasks) // (workers * 8)))
+        yield from tqdm(pool.imap(process_source, tasks, chunksize=chunksize), total=len(tasks),
+                        desc=desc, unit="file")
+
+
+def prepare(sources: list[Source], min_bars: int = 8, max_notes: int = 200_000, workers: int = 1,
+            seed: int = 0) -> PrepResult:
+    """Validate and analyse ``sources``; duplicates (same md5) after the first are rejected.
+
+    :param sources: inputs, e.g. from :func:`list_sources` and :func:`shard_sources`.
+    :param min_bars: files with fewer bars (up to the last onset) are rejected.
+    :param max_notes: files with more notes in total are rejected.
+    :param workers: processes of the pool (1 = in this process).
+    :param seed: salt of the deterministic split.
+    """
+    tasks = [(s, min_bars, max_notes, seed) for s in sources]
+    files, tracks, loops, rejects = [], [], [], []
+    first_path_of: dict[str, str] = {}
+    for result in _iter_results(tasks, workers, desc="data prep"):
+        if result.reason is None and result.file_row["md5"] in first_path_of:
+            result = FileResult(result.source, reason=f"duplicate of {first_path_of[result.file_row['md5']]}")
+        if result.reason is not None:
+            rejects.append({"path": result.source.path, "row": result.source.row, "reason": result.reason})
+            continue
+        first_path_of[result.file_row["md5"]] = result.source.label()
+        files.append(result.file_row)
+        tracks.extend(result.track_rows)
+        loops.extend(result.loop_rows)
+    return PrepResult(_frame(files, FILES_COLUMNS), _frame(tracks, TRACKS_COLUMNS),
+                      _frame(loops, LOOPS_COLUMNS), _frame(rejects, REJECTS_COLUMNS))
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns)
+    if "nomml" in frame:  # nullable: empty tracks have no NOMML
+        frame["nomml"] = frame["nomml"].astype("Int64")
+    return frame
+
+
+def summary_table(result: PrepResult) -> pd.DataFrame:
+    """One-row-per-quantity overview of a data-prep run, for the notebook and the logs."""
+    tracks = result.tracks
+    with_notes = tracks[tracks["n_notes"] > 0] if len(tracks) else tracks
+    rows = {
+        "inputs": result.num_inputs,
+        "accepted files": len(result.files),
+        "rejected files": len(result.rejects),
+        "tracks with notes": len(with_notes),
+        "tracks with >= 1 loop": int((tracks["n_loops"] > 0).sum()) if len(tracks) else 0,
+        "loops": len(result.loops),
+        "expressive tracks (NOMML 12)": int((with_notes["nomml"] == 12).sum()) if len(with_notes) else 0,
+        **{f"{s} files": int((result.files["split"] == s).sum()) for s, _ in SPLIT_FRACTIONS},
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def write_result(result: PrepResult, folder: str | Path) -> Path:
+    """Write the four tables into ``folder``; each file is written whole, then renamed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("files", result.files), ("tracks", result.tracks), ("loops", result.loops)):
+        tmp = folder / f".{name}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(folder / f"{name}.parquet")
+    tmp = folder / ".rejects.csv.tmp"
+    result.rejects.to_csv(tmp, index=False)
+    tmp.replace(folder / "rejects.csv")
+    return folder
+
+
+def read_result(folder: str | Path) -> PrepResult:
+    """Read back the tables written by :func:`write_result`."""
+    folder = Path(folder)
+    return PrepResult(
+        pd.read_parquet(folder / "files.parquet"), pd.read_parquet(folder / "tracks.parquet"),
+        pd.read_parquet(folder / "loops.parquet"),
+        pd.read_csv(folder / "rejects.csv", keep_default_na=False, dtype={"path": str, "reason": str}),
+    )
+
+
+def shard_dir(output_dir: str | Path, shard_index: int) -> Path:
+    return Path(output_dir) / "shards" / f"shard_{shard_index:04d}"
+
+
+def merge_shards(output_dir: str | Path, num_shards: int) -> PrepResult:
+    """Join the shards written under ``output_dir/shards`` into ``output_dir``.
+
+    Files that appear in two shards (same md5) are kept once; the later copies move to
+    the rejects as duplicates, so inputs = accepted + rejected still holds.
+    """
+    missing = [i for i in range(num_shards) if not (shard_dir(output_dir, i) / "files.parquet").exists()]
+    if missing:
+        raise FileNotFoundError(f"shards not finished yet: {missing}")
+    parts = [read_result(shard_dir(output_dir, i)) for i in range(num_shards)]
+    files = pd.concat([p.files for p in parts], ignore_index=True)
+    duplicated = files.duplicated("md5", keep="first")
+    dup_rejects = files[duplicated].assign(reason="duplicate (same md5 in another shard)")[REJECTS_COLUMNS]
+    keep = set(files.loc[~duplicated, "md5"])
+    tracks = pd.concat([p.tracks for p in parts], ignore_index=True).drop_duplicates(["md5", "track_idx"])
+    loops = pd.concat([p.loops for p in parts], ignore_index=True)
+    loops = loops[loops["md5"].isin(keep)].drop_duplicates()
+    rejects = pd.concat([*(p.rejects for p in parts), dup_rejects], ignore_index=True)
+    merged = PrepResult(files[~duplicated].reset_index(drop=True), tracks[tracks["md5"].isin(keep)],
+                        loops.reset_index(drop=True), rejects)
+    write_result(merged, output_dir)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mmmlib.data.prepare merge OUTPUT_DIR --num-shards N``: join SLURM-array shards."""
+    parser = argparse.ArgumentParser(prog="python -m mmmlib.data.prepare", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    merge = sub.add_parser("merge", help="join shards/shard_XXXX into OUTPUT_DIR and draw the figures")
+    merge.add_argument("output_dir")
+    merge.add_argument("--num-shards", type=int, required=True)
+    args = parser.parse_args(argv)
+    from mmmlib.data.figures import data_prep_figures
+
+    result = merge_shards(args.output_dir, args.num_shards)
+    data_prep_figures(result, Path(args.output_dir) / "figures")
+    print(result.counts())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

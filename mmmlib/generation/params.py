@@ -1,0 +1,92 @@
+"""Parameters of ``04_generate.ipynb``: typed, checked before any work (see :mod:`mmmlib.core.params`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+from mmmlib.core.params import Params, require
+
+
+@dataclasses.dataclass
+class GenerateParams(Params):
+    """Parameters of ``04_generate.ipynb`` (see the notebook for their meaning).
+
+    Every check, the tokenizer's controls included, runs before the model is loaded.
+    """
+
+    stage: ClassVar[str] = "04_generate"
+
+    model_dir: str
+    output_folder: str
+    label: str
+    rank: int
+    num_ranks: int
+    num_generations: int
+    max_attempts: int
+    batch: int
+    nomml: int
+    num_bars: int
+    n_tracks: int
+    programs: list[int] | str
+    loop_controls: bool
+    loop_count: int
+    loop_duration_bars: int
+    track_controls: dict
+    time_signature: str
+    tempo: float
+    check_loop: bool
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    max_tokens_per_bar: int
+    seed: int
+    device: str
+    num_threads: int
+    num_plots: int
+
+    def check(self) -> None:
+        model_dir = Path(self.model_dir)
+        require((model_dir / "config.json").is_file(), "model_dir",
+                f"is not a model folder (no config.json): {self.model_dir!r} (the model_dir of 03_train)")
+        require((model_dir / "tokenizer.json").is_file(), "model_dir",
+                f"has no tokenizer.json: {self.model_dir!r} (03_train copies the tokenizer into the model folder)")
+        require(bool(self.output_folder), "output_folder", "must not be empty")
+        require(bool(self.label) and "/" not in self.label, "label", f"must be a folder name, got {self.label!r}")
+        require(self.num_ranks >= 1, "num_ranks", f"must be >= 1, got {self.num_ranks}")
+        require(0 <= self.rank < self.num_ranks, "rank", f"must be in [0, num_ranks={self.num_ranks}), got {self.rank}")
+        for name in ("max_attempts", "batch", "num_bars", "n_tracks"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.num_generations >= 0, "num_generations", f"must be >= 0, got {self.num_generations}")
+        require(self.nomml in range(-2, 13), "nomml",
+                f"must be a level 0-12, -1 (no NOMML control) or -2 (-1 and every level), got {self.nomml}")
+        self._check_programs()
+        require(0 <= self.loop_count <= 5, "loop_count", f"must be in 0-5 (5 means 5 or more), got {self.loop_count}")
+        require(self.loop_duration_bars >= 1, "loop_duration_bars", f"must be >= 1, got {self.loop_duration_bars}")
+        require(self.tempo >= 0, "tempo", f"must be >= 0 (0: sampled), got {self.tempo}")
+        require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        require(self.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {self.top_k}")
+        require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        require(self.repetition_penalty > 0, "repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
+        require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
+        require(self.num_plots >= 0, "num_plots", f"must be >= 0, got {self.num_plots}")
+        require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
+        require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
+                f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        from mmmlib.generation.sweep import (
+            check_against_tokenizer,  # reads tokenizer.json only, never the model
+        )
+
+        check_against_tokenizer(self)
+
+    def _check_programs(self) -> None:
+        if isinstance(self.programs, str):
+            require(self.programs == "random", "programs", f"must be a list of programs or 'random', got {self.programs!r}")
+            require(self.n_tracks <= 16, "n_tracks", f"must be <= 16 with random programs, got {self.n_tracks}")
+            return
+        require(len(self.programs) == self.n_tracks, "programs",
+                f"must hold one program per track (n_tracks={self.n_tracks}), got {self.programs}")
+        for program in self.programs:
+            require(-1 <= program <= 127, "programs", f"must be GM programs 0-127 or -1 (drums), got {program}")

@@ -1,0 +1,94 @@
+"""Tables the tokenizer notebook shows: vocabulary, sequence lengths, control shares, round trips."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from mmmlib.tokens.decoding import roundtrip_file
+from mmmlib.tokens.vocab import vocab_table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from datasets import Dataset
+
+    from mmmlib.tokens.dataset import FileTask
+    from mmmlib.tokens.tokenizer import MMMLoop
+
+
+def vocab_by_family(tok: MMMLoop) -> pd.DataFrame:
+    """Number of ids per family (controls grouped as ``track control`` / ``bar control`` too)."""
+    table = vocab_table(tok)
+    kind = np.select([table["family"].str.startswith("ACTrack"), table["family"].str.startswith("ACBar"),
+                      table["family"] == "BPE"], ["track control", "bar control", "BPE merge"], "base")
+    counts = table.assign(kind=kind).groupby(["kind", "family"]).size().rename("ids")
+    return counts.reset_index().sort_values(["kind", "ids"], ascending=[True, False]).reset_index(drop=True)
+
+
+def sample_rows(dataset: Dataset, max_rows: int, seed: int = 0) -> Dataset:
+    """At most ``max_rows`` rows of a split, chosen with a seed (statistics on big splits)."""
+    if len(dataset) <= max_rows:
+        return dataset
+    keep = np.sort(np.random.default_rng(seed).choice(len(dataset), size=max_rows, replace=False))
+    return dataset.select(keep)
+
+
+def length_table(datasets: dict[str, Dataset]) -> pd.DataFrame:
+    """Samples, tokens, mean/max length, share of infill samples and of masked ids per split."""
+    rows = []
+    for split, ds in datasets.items():
+        lengths = np.asarray(ds["num_tokens"]) if len(ds) else np.zeros(0)
+        masked = sum(int(len(m) - np.sum(m)) for m in ds["loss_mask"]) if len(ds) else 0
+        rows.append({"split": split, "samples": len(ds), "tokens": int(lengths.sum()),
+                     "mean_len": float(lengths.mean()) if len(ds) else 0.0,
+                     "max_len": int(lengths.max()) if len(ds) else 0,
+                     "infill_share": float(np.mean(np.asarray(ds["infill_bars"]) > 0)) if len(ds) else 0.0,
+                     "masked_share": masked / max(int(lengths.sum()), 1)})
+    return pd.DataFrame(rows)
+
+
+def control_shares(tok: MMMLoop, dataset: Dataset) -> pd.DataFrame:
+    """Per control token type: its ids in the split and its share of all ids."""
+    if len(dataset) == 0:
+        return pd.DataFrame(columns=["control", "count", "share"])
+    ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in dataset["input_ids"]])
+    counts = np.bincount(ids, minlength=len(tok))
+    table = vocab_table(tok)
+    controls = table[table["is_control"]]
+    per_type = controls.assign(count=counts[controls["id"].to_numpy()]).groupby("family")["count"].sum()
+    out = per_type.rename_axis("control").reset_index()
+    out["share"] = out["count"] / len(ids)
+    return out.sort_values("count", ascending=False).reset_index(drop=True)
+
+
+def roundtrip_table(tok: MMMLoop, tasks: Sequence[FileTask], read) -> pd.DataFrame:
+    """:func:`mmmlib.tokens.decoding.roundtrip_file` of each task's file, one row per track.
+
+    :param read: ``read(path, row) -> Score`` (e.g. :func:`mmmlib.tokens.dataset.read_score`).
+    """
+    rows = []
+    for task in tasks:
+        score = read(task.path, task.row)
+        for row in roundtrip_file(tok, score, task.loops):
+            rows.append({"md5": task.md5, "tpq": score.ticks_per_quarter, **row})
+    return pd.DataFrame(rows)
+
+
+def roundtrip_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """NOMML kept, notes kept, onset error (beats) and decoding errors over a round-trip table."""
+    if len(table) == 0:
+        return pd.DataFrame({"value": {}})
+    error_beats = table["max_onset_error_ticks"].astype(float) / table["tpq"]
+    values = {
+        "tracks": len(table),
+        "NOMML kept (%)": 100 * float((table["nomml_before"] == table["nomml_after"]).mean()),
+        "notes kept (%)": 100 * float(table["notes_after"].sum() / max(table["notes_before"].sum(), 1)),
+        "tracks with all notes (%)": 100 * float((table["notes_after"] == table["notes_before"]).mean()),
+        "max onset error (beats)": float(error_beats.max()),
+        "mean of per-track max onset error (beats)": float(error_beats.mean()),
+        "decoding errors": int(table["num_errors"].sum()),
+    }
+    return pd.DataFrame({"value": values})
