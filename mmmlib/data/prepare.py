@@ -10,7 +10,7 @@ Outputs in ``output_dir`` (the contract later stages read):
 - ``files.parquet``: one row per accepted file: ``md5, path, row, split, tpq, n_tracks,
   n_bars, n_notes, n_loops, time_signature, tempo``. ``path``/``row`` locate the MIDI
   (``row`` is -1 for a plain file, else the row of the parquet file ``path``); read it
-  back with :func:`read_score`.
+  back with :func:`mmmlib.core.midi.read_score`.
 - ``tracks.parquet``: ``md5, track_idx, program, is_drum, name, n_notes, nomml, n_loops``.
 - ``loops.parquet``: ``md5, track_idx, start_tick, end_tick, duration_beats, note_density``.
 - ``rejects.csv``: ``path, row, reason``.
@@ -22,7 +22,6 @@ shard writes ``shards/shard_XXXX/``) and joined with :func:`merge_shards`.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import sys
 from collections.abc import Iterator
@@ -36,12 +35,11 @@ from miditok.utils import get_bars_ticks
 from symusic import Score
 from tqdm.auto import tqdm
 
+from mmmlib.core.midi import read_midi_bytes
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import score_nomml
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
-# Column names that GigaMIDI-style parquet files use for the MIDI bytes, in order of preference.
-BYTES_COLUMNS = ("music", "midi", "midi_bytes", "bytes", "content", "data")
 SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 FILES_COLUMNS = ["md5", "path", "row", "split", "tpq", "n_tracks", "n_bars", "n_notes", "n_loops",
                  "time_signature", "tempo"]
@@ -73,18 +71,6 @@ class FileResult:
 
 
 # --------------------------------------------------------------------------- inputs
-def bytes_column(parquet_path: str | Path) -> str:
-    """Name of the column holding MIDI bytes in a GigaMIDI-style parquet file."""
-    schema = pq.read_schema(parquet_path)
-    for name in BYTES_COLUMNS:
-        if name in schema.names:
-            return name
-    binary = [f.name for f in schema if str(f.type) in ("binary", "large_binary")]
-    if not binary:
-        raise ValueError(f"{parquet_path}: no column of MIDI bytes (tried {BYTES_COLUMNS} and binary columns)")
-    return binary[0]
-
-
 def list_sources(input_path: str | Path) -> list[Source]:
     """All MIDI sources under ``input_path``, sorted so that every machine sees one order.
 
@@ -127,27 +113,6 @@ def resolve_input(input_path: str, output_dir: str | Path, num_synth_files: int 
 def shard_sources(sources: list[Source], shard_index: int, num_shards: int) -> list[Source]:
     """The sources of one shard: every ``num_shards``-th one, starting at ``shard_index``."""
     return sources[shard_index::num_shards]
-
-
-@functools.lru_cache(maxsize=4)
-def _parquet_bytes(path: str) -> list:
-    """The MIDI-bytes column of a parquet file, cached (workers read many rows of one file)."""
-    return pq.read_table(path, columns=[bytes_column(path)]).column(0).to_pylist()
-
-
-def read_midi_bytes(path: str | Path, row: int = -1) -> bytes:
-    """Raw MIDI bytes of a source (a file, or a row of a parquet file)."""
-    if row < 0:
-        return Path(path).read_bytes()
-    value = _parquet_bytes(str(path))[row]
-    return b"" if value is None else bytes(value)
-
-
-def read_score(path: str | Path, row: int = -1):
-    """The tick-time ``symusic.Score`` of a source listed in ``files.parquet`` (``path``, ``row``)."""
-    if row < 0:
-        return Score(str(path))
-    return Score.from_midi(read_midi_bytes(path, row))
 
 
 def split_of(md5: str, seed: int = 0) -> str:

@@ -110,7 +110,7 @@ def reference_features(reference_dir: str | Path, split: str = "test", max_files
     :param split: ``train``, ``valid`` or ``test`` (the split falls back to all files
         when it is empty, e.g. in a tiny corpus).
     """
-    from mmmlib.data.prepare import read_score
+    from mmmlib.core.midi import read_score
 
     reference_dir = Path(reference_dir)
     files = pd.read_parquet(reference_dir / "files.parquet")

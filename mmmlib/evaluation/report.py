@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import io
 import json
 import math
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mmmlib.core.midi import read_score_cached
 
 RESULT_COLUMNS = ["gen_id", "label", "rank", "attempt", "seed", "midi_path", "track_idx", "program",
                   "is_drum", "nomml_requested", "nomml_measured", "loop_count_requested", "n_loops_detected",
@@ -161,12 +162,6 @@ def _midi_file(midi_path: str, label_dir: Path) -> Path:
     return label_dir / path
 
 
-@functools.lru_cache(maxsize=512)
-def read_score(path: str):
-    """Tick-time score of a generated file (cached: loops, features and audio all read it)."""
-    from symusic import Score
-
-    return Score(str(path))
 
 
 def generated_features(final: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +171,7 @@ def generated_features(final: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (path, gen_id), part in final.groupby(["midi_file", "gen_id"], sort=False):
         try:
-            rows += score_features(read_score(path), str(gen_id), part["track_idx"].tolist())
+            rows += score_features(read_score_cached(path), str(gen_id), part["track_idx"].tolist())
         except Exception as exc:  # an unreadable file: say which, go on
             print(f"features skipped ({exc}): {path}")
     return pd.DataFrame(rows)

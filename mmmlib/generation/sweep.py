@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mmmlib.core.midi import write_midi_atomic
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import track_nomml
 from mmmlib.generation.generate import Generation, LoopRequest, TrackSpec, derive_seed, generate_batch
@@ -191,13 +192,6 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
             "num_errors": gen.num_errors,
         })
     return rows, not reasons
-
-
-def write_midi_atomic(score: Any, path: Path) -> None:
-    """Write a MIDI file under a temporary name, then rename it (never half-written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    score.dump_midi(str(tmp))
-    os.replace(tmp, path)
 
 
 def rows_text(rows: Sequence[dict[str, Any]], header: bool = False) -> str:

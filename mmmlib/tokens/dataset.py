@@ -32,7 +32,7 @@ import pyarrow as pa
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
-from mmmlib.data.prepare import read_score  # also used by notebooks as dataset.read_score
+from mmmlib.core.midi import read_score
 from mmmlib.tokens.samples import SampleOptions, augmentations, file_samples
 from mmmlib.tokens.tokenizer import MMMLoop, load_tokenizer
 
