@@ -30,8 +30,8 @@ demo: setup
 			-f params/demo/$$nb.yaml --progress-bar || exit 1; \
 	done
 	# a notebook cannot convert itself while papermill writes it: the HTML report comes after
-	$(PY) -m mmmlib.evaluation.report report $(DEMO_DIR)/05_evaluate.ipynb $(DEMO_DIR)/evaluate/report.html
-	@$(PY) -m mmmlib.evaluation.demo_summary $(DEMO_DIR)
+	$(PY) -m mmmlib evaluate report $(DEMO_DIR)/05_evaluate.ipynb $(DEMO_DIR)/evaluate/report.html
+	@$(PY) -m mmmlib demo-summary $(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -q

@@ -47,8 +47,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from mmmlib.generation.generate import LoopRequest, TrackSpec, generate_batch
-from mmmlib.generation.sampling import Sampling, left_pad
+from mmmlib.generation import LoopRequest, Sampling, TrackSpec, generate_batch
+from mmmlib.generation.sampling import left_pad
 from mmmlib.tokens.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mmmlib.tokens.vocab import track_prompt_ids
 from mmmlib.training import model as mmm_model

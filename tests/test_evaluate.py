@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmmlib import evaluation as evaluate
 from mmmlib.evaluation import distributions, loopability, metrics
 from mmmlib.evaluation import figures as eval_plots
-from mmmlib.evaluation import report as evaluate
+from mmmlib.generation import RESULT_COLUMNS, control_accuracy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "05_evaluate.ipynb"
 TPQ = 480
-COLUMNS = evaluate.RESULT_COLUMNS
+COLUMNS = RESULT_COLUMNS
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -149,6 +150,31 @@ def fidelity_frame(requested: np.ndarray, measured: np.ndarray, tracks_per_gen: 
 def baseline_frame(measured: np.ndarray, offset: int = 100) -> pd.DataFrame:
     """Tracks generated without NOMML control (requested -1), in generations of their own."""
     return fidelity_frame(np.full(len(measured), -1), measured).assign(gen_id=lambda d: d["gen_id"] + offset)
+
+
+def test_04_quick_look_and_05_per_level_table_are_the_same_numbers(tmp_path):
+    label_dir = tmp_path / "demo"
+    write_run(label_dir)
+    final = evaluate.final_generations(evaluate.merge_results(label_dir), label_dir)
+    quick = control_accuracy(final, "nomml")  # what 04 shows
+    per_level = metrics.control_fidelity(final, "nomml", num_resamples=50).per_level  # what 05 shows
+    assert list(quick.index) == [0, 2, 4]  # no-control rows (-1) have no target: left out
+    # every level has 3 generations x 2 tracks; gen 1 asked for 2 and its pitched track measured 4
+    assert quick.loc[2, "num_tracks"] == 6 and quick.loc[2, "exact_accuracy"] == pytest.approx(5 / 6)
+    assert quick.loc[2, "within1_accuracy"] == pytest.approx(5 / 6)
+    assert quick.loc[0, "exact_accuracy"] == 1.0
+    for column in ("num_tracks", "exact_accuracy", "within1_accuracy", "measured_mean"):
+        assert per_level[column].tolist() == pytest.approx(quick[column].tolist())
+
+
+def test_last_attempts_keep_each_generations_final_status(tmp_path):
+    from mmmlib.generation import last_attempts
+
+    results = pd.DataFrame([result_row(0, 0, 0, status="failed"), result_row(0, 1, 0, status="ok"),
+                            result_row(1, 0, 0, status="failed")], columns=COLUMNS)
+    last = last_attempts(results)
+    assert sorted(zip(last["gen_id"], last["attempt"], last["status"], strict=True)) == [
+        (0, 1, "ok"), (1, 0, "failed")]
 
 
 def test_perfect_control_has_accuracy_one():

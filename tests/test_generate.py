@@ -14,13 +14,22 @@ import pytest
 import torch
 from symusic import Score
 
-from mmmlib.core.params import ParamError
+from mmmlib.core import ParamError
+from mmmlib.generation import (
+    BarInfill,
+    GenerateParams,
+    LoopRequest,
+    PieceRequest,
+    Sampling,
+    TrackInfill,
+    TrackSpec,
+    generate,
+    generate_batch,
+    piece_state,
+)
 from mmmlib.generation import generate as gen_module
 from mmmlib.generation import sweep as runs
-from mmmlib.generation.generate import LoopRequest, TrackSpec, generate, generate_batch
-from mmmlib.generation.infill import BarInfill, PieceRequest, TrackInfill, piece_state
-from mmmlib.generation.params import GenerateParams
-from mmmlib.generation.sampling import Sampling, SeededGumbel, bits_to_uniform
+from mmmlib.generation.sampling import SeededGumbel, bits_to_uniform
 from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer
 from tests.generate_fixtures import midi_of, one_thread, tiny_model, tiny_model_dir
 

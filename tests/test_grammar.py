@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmmlib.generation.constraint import GrammarConstraint, Plan, grammar_tables
-from mmmlib.generation.generate import track_stats
+from mmmlib.generation.loop import track_stats
 from mmmlib.generation.sampling import left_pad
 from mmmlib.tokens.vocab import count_grammar_errors, families, track_prompt_ids
 from tests.generate_fixtures import one_thread, tiny_model

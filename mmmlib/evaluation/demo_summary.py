@@ -6,6 +6,7 @@ numbers worth a glance; ends with the evaluation's headline numbers when there a
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -64,8 +65,10 @@ def headline_lines(run_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    run_dir = Path(args[0] if args else "runs/demo")
+    """``mmmlib demo-summary [RUN_DIR]``: where the demo wrote its outputs, and its headline numbers."""
+    parser = argparse.ArgumentParser(prog="mmmlib demo-summary", description=main.__doc__)
+    parser.add_argument("run_dir", nargs="?", default="runs/demo", help="the demo's run folder (default: runs/demo)")
+    run_dir = Path(parser.parse_args(argv).run_dir)
     lines = data_lines(run_dir) + stage_lines(run_dir) + headline_lines(run_dir)
     print("\n".join(["", f"== make demo: outputs under {run_dir} =="] + (lines or ["(nothing yet)"])))
     return 0

@@ -30,8 +30,8 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from mmmlib.core.gm import program_family
+from mmmlib.generation.results import NO_CONTROL, control_accuracy
 
-NO_CONTROL = -1
 # Controls whose measured column does not follow the `<name>_measured` pattern.
 MEASURED_COLUMN = {"loop_count": "n_loops_detected"}
 
@@ -260,19 +260,26 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
         overall.update(base_row)
         overall["gain"] = overall["exact_accuracy"] - overall["baseline_exact_accuracy"]
         overall["gain_ci"] = percentile_ci(draws["exact_accuracy"] - base_draws["exact_accuracy"])
-    per_level = _per_level(req, meas, draws_of, baseline["meas"].to_numpy(float), base_draws_of)
+    points = control_accuracy(final, name, measured_column(name))
+    per_level = _per_level(points, req, meas, draws_of, baseline["meas"].to_numpy(float), base_draws_of)
     return Fidelity(name, overall, per_level, _by_group(controlled, draws_of), confusion_matrix(req, meas))
 
 
-def _per_level(req: np.ndarray, meas: np.ndarray, draws_of: tuple, base_meas: np.ndarray,
-               base_draws_of: tuple) -> pd.DataFrame:
-    """Accuracy per requested level, next to the baseline's P(measured == level)."""
-    rows = []
+def _per_level(points: pd.DataFrame, req: np.ndarray, meas: np.ndarray, draws_of: tuple,
+               base_meas: np.ndarray, base_draws_of: tuple) -> pd.DataFrame:
+    """Accuracy per requested level with bootstrap CIs, next to the baseline's P(measured == level).
+
+    :param points: the point estimates, :func:`mmmlib.generation.results.control_accuracy`
+        (the table 04 shows), to which this adds the intervals and the baseline.
+    """
     hits = _hits(req, meas)
-    for level in np.unique(req):
-        row, _ = _estimate(hits, draws_of, rows=req == level)
-        level_name = int(level) if float(level).is_integer() else level
-        row.update(level=level_name, num_tracks=int((req == level).sum()))
+    rows = []
+    for level, point in points.iterrows():
+        mask = req == level
+        row = {"level": level, "num_tracks": int(point["num_tracks"]), "measured_mean": point["measured_mean"]}
+        for key, per_track in hits.items():
+            row[key] = float(point[key])
+            row[f"{key}_ci"] = percentile_ci(weighted_mean_draws(*draws_of, per_track, mask))
         if base_meas.size:
             chances = _chances(base_meas, pd.Series([1.0], index=[level]))
             row.update(_estimate(chances, base_draws_of, prefix="baseline_")[0])

@@ -1,4 +1,4 @@
-"""Evaluation of a generation run: merge the per-rank results, measure, summarise, report.
+"""The evaluation report: headline numbers, verdict, tables, ``summary.json``/``.md``, HTML.
 
 Input (written by the generation stage): ``{source}/{label}/MIDI/*.mid`` and one
 ``{source}/{label}/RESULTS_{rank}.csv`` per rank, one row per generated track and
@@ -6,162 +6,26 @@ attempt (:data:`RESULT_COLUMNS`, plus optional ``<control>_requested/_measured``
 
 The metrics live in :mod:`mmmlib.evaluation.metrics` (control fidelity, validity, cost),
 :mod:`mmmlib.evaluation.loopability` and :mod:`mmmlib.evaluation.distributions`; the figures in
-:mod:`mmmlib.evaluation.figures`; this module merges, picks the final generations, writes
+:mod:`mmmlib.evaluation.figures`; the merge in :mod:`mmmlib.evaluation.merge`; this module writes
 ``summary.json``/``summary.md`` and the tables, and converts the executed notebook::
 
-    python -m mmmlib.evaluation.report merge runs/demo/generate/LABEL
-    python -m mmmlib.evaluation.report report runs/demo/05_evaluate.ipynb runs/demo/evaluate/report.html
+    python -m mmmlib evaluate merge runs/demo/generate/LABEL
+    python -m mmmlib evaluate report runs/demo/05_evaluate.ipynb runs/demo/evaluate/report.html
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
-import os
 import sys
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mmmlib.core.midi import read_score_cached
-
-RESULT_COLUMNS = ["gen_id", "label", "rank", "attempt", "seed", "midi_path", "track_idx", "program",
-                  "is_drum", "nomml_requested", "nomml_measured", "loop_count_requested", "n_loops_detected",
-                  "is_loop", "n_bars", "n_notes", "n_tokens", "seconds", "status", "reason"]
-# Without these a file cannot be merged: they form the key and say whether a row succeeded.
-KEY_COLUMNS = ["gen_id", "attempt", "track_idx"]
-REQUIRED_COLUMNS = [*KEY_COLUMNS, "status"]
-TEXT_COLUMNS = {"gen_id", "label", "midi_path", "status", "reason", "is_drum", "is_loop"}
-
-
-class MergeWarning(UserWarning):
-    """A results file (named in the message) was skipped or partly skipped."""
-
-
-# --------------------------------------------------------------------------- merge
-def read_rank_file(path: Path) -> pd.DataFrame | None:
-    """Rows of one ``RESULTS_{rank}.csv``, tolerating a rank that is still writing it.
-
-    A last line without its newline is being written: it is left out. Rows with the
-    wrong number of fields are left out with a :class:`MergeWarning`. A file that cannot
-    be parsed or lacks :data:`REQUIRED_COLUMNS` gives a warning naming it and None.
-    """
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    if not text.strip():
-        warnings.warn(f"{path}: empty results file skipped", MergeWarning, stacklevel=2)
-        return None
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # a truncated last line: its rank is still writing
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:
-        warnings.warn(f"{path}: malformed results file skipped ({exc})", MergeWarning, stacklevel=2)
-        return None
-    if not rows:
-        return None
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        warnings.warn(f"{path}: malformed results file skipped (no column {', '.join(missing)})",
-                      MergeWarning, stacklevel=2)
-        return None
-    good = [r for r in body if len(r) == len(header)]
-    if len(good) < len(body):
-        warnings.warn(f"{path}: {len(body) - len(good)} malformed row(s) skipped", MergeWarning, stacklevel=2)
-    return pd.DataFrame(good, columns=header, dtype=str)
-
-
-def merge_results(label_dir: str | Path, write: bool = True) -> pd.DataFrame:
-    """Join every ``RESULTS_*.csv`` of ``label_dir`` into ``RESULTS.csv`` and return the rows.
-
-    Duplicate (gen_id, attempt, track_idx) rows keep the last one read (files in name
-    order), so a rank that re-ran overrides itself. Safe to rerun, and to run while
-    ranks write: the output is written to a temporary file, then renamed.
-
-    :param label_dir: ``{source}/{label}``.
-    :param write: write ``RESULTS.csv`` (else only return the frame).
-    """
-    label_dir = Path(label_dir)
-    parts = [read_rank_file(p) for p in sorted(label_dir.glob("RESULTS_*.csv"))]
-    parts = [p for p in parts if p is not None]
-    if not parts:
-        raise FileNotFoundError(f"no readable RESULTS_*.csv in {label_dir}")
-    merged = pd.concat(parts, ignore_index=True).fillna("")
-    merged = merged.drop_duplicates(KEY_COLUMNS, keep="last")
-    order = [c for c in RESULT_COLUMNS if c in merged] + sorted(c for c in merged if c not in RESULT_COLUMNS)
-    merged = merged[order]
-    keys = pd.DataFrame({c: _sort_key(merged[c]) for c in KEY_COLUMNS}, index=merged.index)
-    merged = merged.loc[keys.sort_values(KEY_COLUMNS, kind="mergesort").index]
-    if write:
-        write_atomic(merged, label_dir / "RESULTS.csv")
-    return typed(merged.reset_index(drop=True))
-
-
-def _sort_key(column: pd.Series) -> pd.Series:
-    """Sort key: numbers by value when all are numbers, else text (numbers padded to sort as numbers)."""
-    numbers = pd.to_numeric(column, errors="coerce")
-    if numbers.notna().all():
-        return numbers
-    return column.astype(str).str.zfill(20)
-
-
-def write_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as CSV to a temporary file next to ``path``, then rename it over ``path``."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            frame.to_csv(out, index=False)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def typed(results: pd.DataFrame) -> pd.DataFrame:
-    """Numbers as numbers (empty cells as NaN); text columns as text."""
-    out = results.copy()
-    for column in out:
-        if column not in TEXT_COLUMNS:
-            out[column] = pd.to_numeric(out[column].replace("", np.nan), errors="coerce")
-    out["attempt"] = out["attempt"].fillna(0)
-    return out
-
-
-def final_generations(results: pd.DataFrame, label_dir: str | Path) -> pd.DataFrame:
-    """Rows of the final output of each generation: its last attempt whose rows are all ok.
-
-    Adds ``midi_file``, the MIDI path resolved against ``label_dir`` when relative.
-    """
-    label_dir = Path(label_dir)
-    ok = results["status"].astype(str).str.strip().str.lower().eq("ok")
-    attempt_ok = ok.groupby([results["gen_id"], results["attempt"]]).transform("all")
-    good = results[attempt_ok & results["track_idx"].notna()]
-    last = good.groupby("gen_id")["attempt"].transform("max")
-    final = good[good["attempt"] == last].copy()
-    final["track_idx"] = final["track_idx"].astype(int)
-    final["midi_file"] = pd.Series([str(_midi_file(p, label_dir)) for p in final["midi_path"].astype(str)],
-                                   index=final.index, dtype=object)
-    return final.reset_index(drop=True)
-
-
-def _midi_file(midi_path: str, label_dir: Path) -> Path:
-    path = Path(midi_path)
-    if path.is_absolute():
-        return path
-    if not (label_dir / path).exists() and path.exists():
-        return path  # written relative to the working directory after all
-    return label_dir / path
-
-
+from mmmlib.evaluation.merge import merge_results
 
 
 def generated_features(final: pd.DataFrame) -> pd.DataFrame:
@@ -357,8 +221,8 @@ def export_html(notebook: str | Path, html: str | Path, no_input: bool = False) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.evaluation.report merge LABEL_DIR`` or ``report EXECUTED.ipynb OUT.html``."""
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.evaluation.report", description=main.__doc__)
+    """``mmmlib evaluate merge LABEL_DIR`` or ``mmmlib evaluate report EXECUTED.ipynb OUT.html``."""
+    parser = argparse.ArgumentParser(prog="mmmlib evaluate", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     merge = sub.add_parser("merge", help="join RESULTS_*.csv of {source}/{label} into RESULTS.csv")
     merge.add_argument("label_dir")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from symusic import Tempo, TimeSignature
 
 from mmmlib.generation.constraint import Plan, grammar_tables
-from mmmlib.generation.generate import (
+from mmmlib.generation.loop import (
     DEFAULT_MAX_TOKENS_PER_BAR,
     Generation,
     TrackSpec,

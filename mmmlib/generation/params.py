@@ -6,7 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-from mmmlib.core.params import Params, require
+from mmmlib.core.params import ParamError, Params, require
+from mmmlib.generation.results import NO_CONTROL
+from mmmlib.tokens.controls import LOOP_COUNT_TYPE, LOOP_DURATION_TYPE, NOMML_TYPE
 
 
 @dataclasses.dataclass
@@ -75,11 +77,7 @@ class GenerateParams(Params):
         require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
         require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
                 f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        from mmmlib.generation.sweep import (
-            check_against_tokenizer,  # reads tokenizer.json only, never the model
-        )
-
-        check_against_tokenizer(self)
+        check_against_tokenizer(self)  # reads tokenizer.json only, never the model
 
     def _check_programs(self) -> None:
         if isinstance(self.programs, str):
@@ -90,3 +88,25 @@ class GenerateParams(Params):
                 f"must hold one program per track (n_tracks={self.n_tracks}), got {self.programs}")
         for program in self.programs:
             require(-1 <= program <= 127, "programs", f"must be GM programs 0-127 or -1 (drums), got {program}")
+
+
+def check_against_tokenizer(p: GenerateParams) -> None:
+    """Reject controls and settings the model's tokenizer cannot express (reads tokenizer.json only)."""
+    from mmmlib.tokens.tokenizer import load_tokenizer
+    from mmmlib.tokens.vocab import control_ids, track_prompt_tokens
+
+    tok = load_tokenizer(Path(p.model_dir) / "tokenizer.json")
+    types = control_ids(tok)
+    require(p.nomml == NO_CONTROL or NOMML_TYPE in types, "nomml",
+            f"is {p.nomml} but the tokenizer has no NOMML control (built with use_nomml false): use -1")
+    require(not p.loop_controls or (LOOP_COUNT_TYPE in types and LOOP_DURATION_TYPE in types), "loop_controls",
+            "is true but the tokenizer has no loop controls (built with use_loops false)")
+    try:
+        track_prompt_tokens(tok, 0, p.track_controls)
+    except ValueError as exc:
+        raise ParamError(f"parameter `track_controls` {exc}; track controls of this tokenizer: "
+                         f"{sorted(t for t in types if t.startswith('ACTrack'))}") from exc
+    if p.time_signature:
+        known = sorted(t.split("_", 1)[1] for t in tok.vocab if t.startswith("TimeSig_"))
+        require(f"TimeSig_{p.time_signature}" in tok.vocab, "time_signature",
+                f"must be one of the tokenizer's {known} or '' (sampled), got {p.time_signature!r}")

@@ -23,9 +23,6 @@ file, then generated again; complete generations are skipped.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +34,9 @@ import pandas as pd
 from mmmlib.core.midi import write_midi_atomic
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import track_nomml
-from mmmlib.generation.generate import Generation, LoopRequest, TrackSpec, derive_seed, generate_batch
+from mmmlib.generation.generate import generate_batch
+from mmmlib.generation.loop import Generation, LoopRequest, TrackSpec, derive_seed
+from mmmlib.generation.results import NO_CONTROL, append_durably, read_results, resume_results, rows_text
 from mmmlib.generation.sampling import Sampling
 from mmmlib.tokens.controls import (
     LOOP_COUNT_TYPE,
@@ -56,11 +55,6 @@ if TYPE_CHECKING:
     from mmmlib.generation.params import GenerateParams
     from mmmlib.tokens.tokenizer import MMMLoop
 
-RESULT_COLUMNS = ["gen_id", "label", "rank", "attempt", "seed", "midi_path", "track_idx", "program", "is_drum",
-                  "nomml_requested", "nomml_measured", "loop_count_requested", "n_loops_detected", "is_loop",
-                  "n_bars", "n_notes", "n_tokens", "seconds", "status", "reason",
-                  "loop_duration_bin_requested", "time_signature", "tempo", "num_errors", "gen_rows"]
-NO_CONTROL = -1
 SWEEP = -2  # the `nomml` value that means: no control, then every level 0-12
 PROGRAM_POOL = (-1, 0, 4, 24, 25, 27, 30, 32, 33, 38, 48, 52, 56, 61, 65, 73, 80, 81, 89, 90)
 
@@ -194,56 +188,6 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
     return rows, not reasons
 
 
-def rows_text(rows: Sequence[dict[str, Any]], header: bool = False) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-def append_durably(path: Path, text: str) -> None:
-    """Append ``text`` in one write, then flush and fsync."""
-    with open(path, "a", encoding="utf-8", newline="") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def resume_results(path: Path) -> set[str]:
-    """Prepare ``RESULTS_{rank}.csv`` for appending; return the finished gen_ids.
-
-    A truncated last line, and the rows of a generation that did not write all of its
-    ``gen_rows`` rows, are cut off the file (they can only be at its end).
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        append_durably(path, rows_text([], header=True))
-        return set()
-    data = path.read_bytes()
-    data = data[: data.rfind(b"\n") + 1]  # a line without its newline was being written
-    lines = data.decode("utf-8").splitlines(keepends=True)
-    if not lines or next(csv.reader([lines[0]])) != RESULT_COLUMNS:
-        if lines:
-            raise ValueError(f"{path} has other columns than {RESULT_COLUMNS}: use another label")
-        path.write_text(rows_text([], header=True))
-        return set()
-    rows = list(csv.DictReader(io.StringIO("".join(lines))))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["gen_id"]] = counts.get(row["gen_id"], 0) + 1
-    keep = len(rows)
-    while keep and counts[rows[keep - 1]["gen_id"]] != int(rows[keep - 1]["gen_rows"] or -1):
-        keep -= 1  # rows of an incomplete generation (the last one written)
-    body = "".join(lines[: 1 + keep])
-    if body.encode("utf-8") != path.read_bytes():
-        with open(path, "r+b") as out:
-            out.truncate(len(body.encode("utf-8")))
-            out.flush()
-            os.fsync(out.fileno())
-    return {row["gen_id"] for row in rows[:keep]}
-
-
 # --------------------------------------------------------------------------- the run
 def label_dir(p: GenerateParams) -> Path:
     return Path(p.output_folder) / p.label
@@ -302,31 +246,6 @@ def generate_chunk(p: GenerateParams, model: PreTrainedModel, tok: MMMLoop, chun
     return rows
 
 
-def read_results(path: Path) -> pd.DataFrame:
-    """Rows of a results file (complete lines only)."""
-    text = path.read_text(encoding="utf-8")
-    text = text[: text.rfind("\n") + 1]
-    return pd.read_csv(io.StringIO(text)) if text else pd.DataFrame(columns=RESULT_COLUMNS)
-
-
-def control_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Requested vs measured NOMML per requested level, on the final attempts that passed."""
-    ok = results[results["status"] == "ok"]
-    if ok.empty:
-        return pd.DataFrame(columns=["nomml_requested", "tracks", "nomml_measured_mean", "exact", "within_1",
-                                     "loops_per_track", "notes_per_track"])
-    measured = pd.to_numeric(ok["nomml_measured"], errors="coerce")
-    requested = ok["nomml_requested"].astype(int)
-    controlled = requested != NO_CONTROL  # the no-control rows have no target to hit
-    table = ok.assign(measured=measured, exact=(measured == requested).where(controlled).astype(float),
-                      within_1=((measured - requested).abs() <= 1).where(controlled).astype(float),
-                      loops=pd.to_numeric(ok["n_loops_detected"], errors="coerce"))
-    return (table.groupby("nomml_requested")
-            .agg(tracks=("gen_id", "size"), nomml_measured_mean=("measured", "mean"), exact=("exact", "mean"),
-                 within_1=("within_1", "mean"), loops_per_track=("loops", "mean"), notes_per_track=("n_notes", "mean"))
-            .round(3).reset_index())
-
-
 def plot_generations(p: GenerateParams, results: pd.DataFrame, num_plots: int,
                      path: str | Path | None = None) -> plt.Figure:
     """Piano rolls of the first ``num_plots`` generations that passed, one level each when possible."""
@@ -349,26 +268,3 @@ def plot_generations(p: GenerateParams, results: pd.DataFrame, num_plots: int,
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
-
-
-def check_against_tokenizer(p: GenerateParams) -> None:
-    """Reject controls and settings the model's tokenizer cannot express (reads tokenizer.json only)."""
-    from mmmlib.core.params import ParamError, require
-    from mmmlib.tokens.tokenizer import load_tokenizer
-    from mmmlib.tokens.vocab import control_ids, track_prompt_tokens
-
-    tok = load_tokenizer(Path(p.model_dir) / "tokenizer.json")
-    types = control_ids(tok)
-    require(p.nomml == NO_CONTROL or NOMML_TYPE in types, "nomml",
-            f"is {p.nomml} but the tokenizer has no NOMML control (built with use_nomml false): use -1")
-    require(not p.loop_controls or (LOOP_COUNT_TYPE in types and LOOP_DURATION_TYPE in types), "loop_controls",
-            "is true but the tokenizer has no loop controls (built with use_loops false)")
-    try:
-        track_prompt_tokens(tok, 0, p.track_controls)
-    except ValueError as exc:
-        raise ParamError(f"parameter `track_controls` {exc}; track controls of this tokenizer: "
-                         f"{sorted(t for t in types if t.startswith('ACTrack'))}") from exc
-    if p.time_signature:
-        known = sorted(t.split("_", 1)[1] for t in tok.vocab if t.startswith("TimeSig_"))
-        require(f"TimeSig_{p.time_signature}" in tok.vocab, "time_signature",
-                f"must be one of the tokenizer's {known} or '' (sampled), got {p.time_signature!r}")
