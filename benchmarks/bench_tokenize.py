@@ -38,7 +38,7 @@ from miditok import MMM
 from symusic import Score
 
 from mmmlib.data.loops import detect_loops
-from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer, tokenizer_config
+from mmmlib.tokens import ControlSwitches, build_tokenizer, tokenizer_config
 
 NO_CONTROLS = ControlSwitches(**{name: False for name in ControlSwitches.__dataclass_fields__})
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mmmlib.tokens import dataset
-from mmmlib.tokens.tokenizer import build_tokenizer
+from mmmlib.tokens import build_tokenizer, tasks_of, train_bpe
 from mmmlib.training import model as mmm_model
 from tests.tokenizer_fixtures import make_data_dir
 
@@ -29,8 +28,8 @@ def tiny_model_dir() -> Path:
     root = Path(tempfile.mkdtemp(prefix="mmm-gen-"))
     data_dir = make_data_dir(root / "data", num_files=10, seed=3)
     tokenizer_path = root / "tokenizer.json"
-    dataset.train_bpe(build_tokenizer(expressive=True), tokenizer_path, dataset.tasks_of(data_dir),
-                      vocab_size=1000, max_files=100, seed=0)
+    train_bpe(build_tokenizer(expressive=True), tokenizer_path, tasks_of(data_dir),
+              vocab_size=1000, max_files=100, seed=0)
     tok = mmm_model.load_tokenizer(tokenizer_path)
     torch.manual_seed(0)
     model = mmm_model.build_model("tiny", tok, max_seq_len=MAX_SEQ_LEN)

@@ -1,6 +1,6 @@
 """Constrained decoding: the tokenizer's grammar as tensors, enforced on BPE ids, batched.
 
-The allowed successions of token *families* come from :func:`mmmlib.tokens.vocab.grammar`
+The allowed successions of token *families* come from :func:`mmmlib.tokens.vocab.grammar_rules`
 (MidiTok's REMI type graph, reshaped for MMM tracks, controls and infill markup). They
 are turned once per tokenizer into lookup tables over the BPE vocabulary
 (:class:`GrammarTables`):
@@ -39,7 +39,7 @@ import torch
 from transformers import LogitsProcessor
 
 from mmmlib.tokens.tokenizer import BAR, TRACK_END
-from mmmlib.tokens.vocab import STRUCTURE_TOKENS, grammar, token_family
+from mmmlib.tokens.vocab import STRUCTURE_TOKENS, grammar_rules, token_family
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -174,7 +174,7 @@ def _value_tables(tok: MMMLoop, id_tokens: list[tuple[str, ...]], single_id: dic
 
 def build_tables(tok: MMMLoop) -> GrammarTables:
     """Lookup tables of ``tok`` (CPU tensors); see :func:`grammar_tables` for the cached version."""
-    g = grammar(tok)
+    g = grammar_rules(tok)
     specials = frozenset(tok.special_tokens)
     id_tokens = tok.id_tokens()
     id_families = [[token_family(t, specials) for t in tokens] for tokens in id_tokens]

@@ -1,16 +1,20 @@
-"""Tokenised training data: BPE training on the train split, then samples per split on disk.
+"""The sample step: tokenised training samples per split on disk, from a frozen tokenizer.
 
-Input: a data-prep folder (``files.parquet``, ``loops.parquet``; see :mod:`mmmlib.data.prepare`).
-Output, under ``output_dir``:
+Input: a data-prep folder (``files.parquet``, ``loops.parquet``; see :mod:`mmmlib.data.prepare`)
+and the ``tokenizer.json`` the BPE step froze (:mod:`mmmlib.tokens.bpe`): this module only
+reads it. Output, under ``output_dir``:
 
 - ``tokens/{split}/``: a Hugging Face dataset (``Dataset.save_to_disk``, memory-mapped
   by ``datasets.load_from_disk``) with columns ``input_ids`` (int32 list), ``loss_mask``
   (int8 list, 1 = in the loss, 0 = control or infill placeholder), ``md5``,
   ``bar_start``, ``bar_end``, ``num_tracks``, ``infill_bars``, ``transpose``,
   ``velocity_shift``, ``num_tokens``;
-- with ``num_shards > 1`` each task writes ``tokens/shards/shard_XXXX/{split}/`` and
-  ``python -m mmmlib.tokens.dataset merge OUTPUT_DIR --num-shards N`` joins them into
-  ``tokens/{split}/``. :func:`load_tokens` reads either layout.
+- ``tokens/tokenizer.json``, the private copy of the tokenizer the workers loaded, and
+  ``tokens/build.json``: its sha256, the seed and the sample options;
+- with ``num_shards > 1`` each task writes the same into ``tokens/shards/shard_XXXX/``,
+  and ``python -m mmmlib tokens merge OUTPUT_DIR --num-shards N`` joins them into
+  ``tokens/{split}/`` (in md5 order, as one process writes them), refusing shards built
+  with different tokenizers. :func:`load_tokens` reads either layout.
 
 Reproducible: files are taken in md5 order and each file draws from its own generator
 seeded with ``(seed, md5)``, so the output does not depend on ``workers`` or sharding.
@@ -19,24 +23,27 @@ seeded with ``(seed, md5)``, so the output does not depend on ``workers`` or sha
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from multiprocessing import Pool
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_from_disk
-from tqdm.auto import tqdm
 
+from mmmlib.core.errors import ConfigError, DataError
 from mmmlib.core.midi import read_score
+from mmmlib.tokens.bpe import tokenizer_sha256, train_bpe
+from mmmlib.tokens.corpus import SPLITS, FileTask, file_seed, ordered_map, tasks_of
 from mmmlib.tokens.samples import SampleOptions, augmentations, file_samples
-from mmmlib.tokens.tokenizer import MMMLoop, load_tokenizer
+from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer, load_tokenizer
 
-SPLITS = ("train", "valid", "test")
+BUILD_INFO = "build.json"
 FEATURES = Features({
     "input_ids": List(Value("int32")),
     "loss_mask": List(Value("int8")),
@@ -49,37 +56,6 @@ FEATURES = Features({
     "velocity_shift": Value("int8"),
     "num_tokens": Value("int32"),
 })
-
-
-@dataclass(frozen=True)
-class FileTask:
-    """One file to tokenise: where it is, its split and its loops."""
-
-    md5: str
-    path: str
-    row: int
-    split: str
-    loops: dict = field(default_factory=dict, hash=False, compare=False)
-
-
-def file_seed(seed: int, md5: str) -> np.random.Generator:
-    """The generator of one file: depends on the seed and the file, not on the run layout."""
-    return np.random.default_rng([seed, int(md5[:12], 16)])
-
-
-def tasks_of(data_dir: str | Path, splits: tuple[str, ...] = SPLITS, shard_index: int = 0,
-             num_shards: int = 1) -> list[FileTask]:
-    """Files of a data-prep folder (this shard's share), in md5 order, with their loops."""
-    data_dir = Path(data_dir)
-    files = pd.read_parquet(data_dir / "files.parquet")
-    loops_path = data_dir / "loops.parquet"
-    loops = pd.read_parquet(loops_path) if loops_path.exists() else pd.DataFrame(columns=["md5", "track_idx"])
-    files = files[files["split"].isin(splits)].sort_values("md5").reset_index(drop=True)
-    files = files.iloc[shard_index::num_shards]
-    by_file: dict[str, dict[int, np.ndarray]] = {}
-    for (md5, track), rows in loops.groupby(["md5", "track_idx"]):
-        by_file.setdefault(md5, {})[int(track)] = rows[["start_tick", "end_tick", "duration_beats"]].to_numpy(float)
-    return [FileTask(r.md5, str(r.path), int(r.row), r.split, by_file.get(r.md5, {})) for r in files.itertuples()]
 
 
 # --------------------------------------------------------------------------- workers
@@ -116,50 +92,6 @@ def tokenize_file(task: FileTask) -> tuple[FileTask, list[dict], int, str]:
     except Exception as exc:  # one bad file must not stop a corpus
         return task, [], 0, f"{type(exc).__name__}: {exc}"
     return task, rows, dropped, ""
-
-
-def bpe_words(task: FileTask) -> list[str]:
-    """Worker: the BPE words (two tokens or more) of one file's tracks."""
-    tok = _WORKER["tok"]
-    try:
-        tracks = tok.encode_score(read_score(task.path, task.row), bar_controls=False)
-    except Exception:
-        return []
-    return [w for t in tracks for w in tok.words(t.tokens()) if len(w) > 1]
-
-
-def _imap(func, tasks: list, init_args: tuple, workers: int, desc: str) -> Iterator:
-    """Ordered map over tasks, in a pool when ``workers > 1``."""
-    if workers <= 1:
-        _init_worker(*init_args)
-        yield from tqdm(map(func, tasks), total=len(tasks), desc=desc, mininterval=5)
-        return
-    with Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-        yield from tqdm(pool.imap(func, tasks, chunksize=4), total=len(tasks), desc=desc, mininterval=5)
-
-
-# --------------------------------------------------------------------------- BPE
-def train_bpe(tok: MMMLoop, tokenizer_path: str | Path, tasks: list[FileTask], vocab_size: int,
-              max_files: int, seed: int, workers: int = 1) -> MMMLoop:
-    """Train BPE on (a seeded sample of at most ``max_files``) train files, save, return.
-
-    Deterministic: every shard of a SLURM array trains the same tokenizer; the file is
-    written atomically, so concurrent writers leave one whole copy.
-    """
-    from mmmlib.tokens.tokenizer import save_tokenizer
-
-    train = [t for t in tasks if t.split == "train"]
-    if len(train) > max_files:
-        keep = np.random.default_rng(seed).choice(len(train), size=max_files, replace=False)
-        train = [train[i] for i in sorted(keep)]
-    save_tokenizer(tok, tokenizer_path)  # the untrained one, for the workers
-    if vocab_size > len(tok) and train:
-        words: list[str] = []
-        for file_words in _imap(bpe_words, train, (str(tokenizer_path), SampleOptions(), seed, 0), workers, "bpe"):
-            words += file_words
-        tok.train_bpe(vocab_size, words)
-        save_tokenizer(tok, tokenizer_path)
-    return tok
 
 
 # --------------------------------------------------------------------------- writing
@@ -209,21 +141,57 @@ def tokens_dir(output_dir: str | Path, shard_index: int = 0, num_shards: int = 1
     return base if num_shards == 1 else base / "shards" / f"shard_{shard_index:04d}"
 
 
-def build_splits(tokenizer_path: str | Path, tasks: list[FileTask], out_dir: str | Path, opts: SampleOptions,
+def private_copy(tokenizer_path: str | Path, out_dir: str | Path) -> Path:
+    """Copy the frozen tokenizer into ``out_dir/tokenizer.json`` (atomically), for this run only.
+
+    The workers load this copy, so nothing another job does to the shared file afterwards
+    can reach a split half-way; its sha256 is what :data:`BUILD_INFO` records.
+    """
+    source, target = Path(tokenizer_path), Path(out_dir) / "tokenizer.json"
+    if not source.is_file():
+        raise DataError(f"no frozen tokenizer at {source}: train it first with the BPE step")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.samefile(source):
+        return target
+    tmp = target.with_name(f".tokenizer.json.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def build_splits(tokenizer_path: str | Path, tasks: Sequence[FileTask], out_dir: str | Path, opts: SampleOptions,
                  seed: int, augment_copies: int = 0, workers: int = 1) -> pd.DataFrame:
-    """Tokenise every task into ``out_dir/{split}``; return one row per file (samples, drops, error)."""
+    """Tokenise every task into ``out_dir/{split}`` with a private copy of a frozen tokenizer.
+
+    :param tokenizer_path: the ``tokenizer.json`` of the BPE step (only read, once).
+    :param tasks: files to tokenise (this shard's share, see :func:`tasks_of`).
+    :param out_dir: :func:`tokens_dir` of the run; receives the splits, ``tokenizer.json``
+        (the copy the workers load) and :data:`BUILD_INFO` (its sha256, seed, options).
+    :param opts: how samples are cut and masked.
+    :param seed: seed of every file's draws (with its md5).
+    :param augment_copies: augmented copies per train file.
+    :param workers: processes of the pool.
+    :return: one row per file: ``md5, split, samples, dropped, tokens, error``.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / BUILD_INFO).unlink(missing_ok=True)  # written last: its presence means "complete"
+    copy = private_copy(tokenizer_path, out_dir)
     report = []
-    init = (str(tokenizer_path), opts, seed, augment_copies)
+    init = (str(copy), opts, seed, augment_copies)
     for split in SPLITS:
         split_tasks = [t for t in tasks if t.split == split]
 
         def batches(split_tasks=split_tasks, split=split):
-            for task, rows, dropped, error in _imap(tokenize_file, split_tasks, init, workers, split):
+            for task, rows, dropped, error in ordered_map(tokenize_file, split_tasks, _init_worker, init, workers,
+                                                          split):
                 report.append({"md5": task.md5, "split": split, "samples": len(rows), "dropped": dropped,
                                "tokens": int(sum(r["num_tokens"] for r in rows)), "error": error})
                 yield rows
 
-        write_split(batches(), Path(out_dir) / split)
+        write_split(batches(), out_dir / split)
+    info = {"tokenizer_sha256": tokenizer_sha256(copy), "seed": seed, "augment_copies": augment_copies,
+            "sample_options": dataclasses.asdict(opts), "num_files": len(tasks)}
+    (out_dir / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return pd.DataFrame(report, columns=["md5", "split", "samples", "dropped", "tokens", "error"])
 
 
@@ -235,40 +203,104 @@ def _concatenate(folders: list[Path]) -> Dataset:
 
 
 def load_tokens(output_dir: str | Path, split: str) -> Dataset:
-    """The samples of a split, memory-mapped (merged layout, or the shards concatenated)."""
+    """The samples of a split, memory-mapped (merged layout, or the shards concatenated).
+
+    :raises DataError: when the split was not built.
+    """
     base = Path(output_dir) / "tokens"
     if (base / split / "state.json").exists():
         return load_from_disk(str(base / split))
     parts = sorted((base / "shards").glob(f"shard_*/{split}"))
     if not parts:
-        raise FileNotFoundError(f"no tokenised {split!r} split under {base}")
+        raise DataError(f"no tokenised {split!r} split under {base} (run the samples step of 02 first)")
     return _concatenate(parts)
 
 
+def shard_build_info(output_dir: str | Path, num_shards: int) -> dict:
+    """The :data:`BUILD_INFO` all shards share (with their files summed).
+
+    :raises DataError: when a shard is unfinished, or shards (or the shared ``tokenizer.json``)
+        disagree on the tokenizer, the seed or the sample options.
+    """
+    folders = [tokens_dir(output_dir, i, num_shards) for i in range(num_shards)]
+    missing = [str(f) for f in folders if not (f / BUILD_INFO).is_file()]
+    if missing:
+        raise DataError(f"shards not finished (no {BUILD_INFO}): {missing}")
+    infos = [json.loads((f / BUILD_INFO).read_text()) for f in folders]
+    shas = {info["tokenizer_sha256"] for info in infos}
+    if len(shas) > 1:
+        per_shard = ", ".join(f"{f.name}: {info['tokenizer_sha256'][:12]}" for f, info in zip(folders, infos, strict=True))
+        raise DataError(f"shards were built with different tokenizers ({per_shard}); rebuild them all from "
+                        "one frozen tokenizer.json (BPE step first, then the sample step)")
+    shared = Path(output_dir) / "tokenizer.json"
+    if shared.is_file() and tokenizer_sha256(shared) not in shas:
+        raise DataError(f"{shared} is not the tokenizer the shards were built with (it changed after they "
+                        "ran): rebuild the shards from it")
+    settings = {json.dumps({k: v for k, v in info.items() if k != "num_files"}, sort_keys=True) for info in infos}
+    if len(settings) > 1:
+        raise DataError(f"shards were built with different seeds or sample options: {sorted(settings)}")
+    return {**infos[0], "num_files": sum(info["num_files"] for info in infos)}
+
+
 def merge_shards(output_dir: str | Path, num_shards: int) -> dict[str, int]:
-    """Join ``tokens/shards/shard_XXXX/{split}`` into ``tokens/{split}``; return rows per split."""
+    """Join ``tokens/shards/shard_XXXX/{split}`` into ``tokens/{split}``; return rows per split.
+
+    Rows come out in md5 order (a stable sort: each file keeps its own order), exactly as
+    one process writes them, so a merged run equals an unsharded one.
+
+    :raises ConfigError: for ``num_shards < 2``.
+    :raises DataError: see :func:`shard_build_info`.
+    """
+    if num_shards < 2:
+        raise ConfigError("num_shards", f"must be >= 2 to merge shards, got {num_shards}")
+    info = shard_build_info(output_dir, num_shards)
+    base = Path(output_dir) / "tokens"
     counts = {}
     for split in SPLITS:
-        parts = [tokens_dir(output_dir, i, num_shards) / split for i in range(num_shards)]
-        missing = [str(p) for p in parts if not (p / "state.json").exists()]
-        if missing:
-            raise FileNotFoundError(f"shards not finished: {missing}")
-        merged = _concatenate(parts)
-        merged.save_to_disk(str(Path(output_dir) / "tokens" / split), num_shards=None if len(merged) else 1)
+        merged = _concatenate([tokens_dir(output_dir, i, num_shards) / split for i in range(num_shards)])
+        if len(merged):
+            order = np.argsort(np.asarray(merged["md5"]), kind="stable")
+            merged = merged.select(order, keep_in_memory=True)
+        merged.save_to_disk(str(base / split), num_shards=None if len(merged) else 1)
         counts[split] = len(merged)
+    private_copy(tokens_dir(output_dir, 0, num_shards) / "tokenizer.json", base)
+    (base / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return counts
 
 
+def _bpe_command(args: argparse.Namespace) -> None:
+    switches = ControlSwitches(**{name: False for name in args.no_control})
+    tok = build_tokenizer(not args.quantized, args.microtiming_resolution, switches)
+    path = Path(args.output_dir) / "tokenizer.json"
+    train_bpe(tok, path, tasks_of(args.data_dir), args.vocab_size, args.max_files, args.seed, args.workers)
+    print(f"{path}: {len(tok)} ids, sha256 {tokenizer_sha256(path)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.tokens.dataset merge OUTPUT_DIR --num-shards N``: join the shards of a run."""
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.tokens.dataset", description=main.__doc__)
+    """``mmmlib tokens {bpe,merge} ...``: the BPE step and the merge of the sample step's shards."""
+    parser = argparse.ArgumentParser(prog="mmmlib tokens", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    merge = sub.add_parser("merge", help="join tokens/shards/* into tokens/{split}")
-    merge.add_argument("output_dir")
-    merge.add_argument("--num-shards", type=int, required=True)
+    bpe = sub.add_parser("bpe", help="train BPE on the train split and freeze OUTPUT_DIR/tokenizer.json")
+    bpe.add_argument("data_dir", help="output folder of data prep (files.parquet, loops.parquet)")
+    bpe.add_argument("output_dir", help="where tokenizer.json is written")
+    bpe.add_argument("--vocab-size", type=int, default=16000, help="vocabulary size after BPE (0: no BPE)")
+    bpe.add_argument("--max-files", type=int, default=20000, help="train files BPE learns from (seeded sample)")
+    bpe.add_argument("--seed", type=int, default=0, help="seed of the file sample")
+    bpe.add_argument("--workers", type=int, default=1, help="processes that encode the files")
+    bpe.add_argument("--quantized", action="store_true", help="no microtiming, 32 velocity bins")
+    bpe.add_argument("--microtiming-resolution", type=int, default=192, help="microtiming ticks per beat")
+    bpe.add_argument("--no-control", action="append", default=[], metavar="NAME",
+                     choices=[f.name for f in dataclasses.fields(ControlSwitches)],
+                     help="leave a control out (repeatable): %(choices)s")
+    merge = sub.add_parser("merge", help="join tokens/shards/* into tokens/{split} (same tokenizer required)")
+    merge.add_argument("output_dir", help="the run folder (tokenizer.json, tokens/shards/shard_XXXX/)")
+    merge.add_argument("--num-shards", type=int, required=True, help="size of the SLURM array")
     args = parser.parse_args(argv)
-    for split, count in merge_shards(args.output_dir, args.num_shards).items():
-        print(f"{split}: {count} samples")
+    if args.command == "bpe":
+        _bpe_command(args)
+    else:
+        for split, count in merge_shards(args.output_dir, args.num_shards).items():
+            print(f"{split}: {count} samples")
     return 0
 
 

@@ -5,7 +5,7 @@ placeholders, decodes each track with MidiTok's REMI decoder (the one MMM uses),
 expressive mode moves each note by its ``MicroTiming`` offset. Whatever cannot be
 decoded is skipped and counted in :attr:`DecodeResult.num_errors`: a placeholder without
 its fill (or a fill without a placeholder), tokens outside any track, token successions
-the grammar (:func:`mmmlib.tokens.vocab.grammar`) does not allow, a track MidiTok fails on.
+the grammar (:func:`mmmlib.tokens.vocab.grammar_rules`) does not allow, a track MidiTok fails on.
 
 :func:`roundtrip_file` measures what a file loses through encode -> ids -> decode.
 """
@@ -21,7 +21,7 @@ from symusic import Score, Tempo, TimeSignature
 
 from mmmlib.data.nomml import track_nomml
 from mmmlib.tokens.microtiming import MICROTIMING_TYPE, apply_offsets
-from mmmlib.tokens.tokenizer import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
+from mmmlib.tokens.special import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
 from mmmlib.tokens.vocab import count_grammar_errors, families
 
 if TYPE_CHECKING:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from symusic import Note
 
+from mmmlib.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from symusic import Score
 
@@ -34,20 +36,20 @@ MICROTIMING_TYPE = "MicroTiming"
 
 
 def check_resolution(resolution: int, positions_per_beat: int) -> None:
-    """Raise ``ValueError`` unless ``resolution`` keeps grid classes (see module doc).
+    """Raise :class:`~mmmlib.core.errors.ConfigError` unless ``resolution`` keeps grid classes (see module doc).
 
     :param resolution: microtiming ticks per beat (``R``).
     :param positions_per_beat: the tokenizer's decode ticks per quarter, which ``R`` must
         be a multiple of so that quantized positions convert exactly.
     """
     if resolution < MIN_RESOLUTION or resolution % GRID_TICKS_PER_BEAT:
-        raise ValueError(
-            f"microtiming_resolution must be a multiple of {GRID_TICKS_PER_BEAT} and >= "
+        raise ConfigError(
+            "microtiming_resolution", f"must be a multiple of {GRID_TICKS_PER_BEAT} and >= "
             f"{MIN_RESOLUTION} so that NOMML survives a round trip, got {resolution}"
         )
     if resolution % positions_per_beat:
-        raise ValueError(
-            f"microtiming_resolution ({resolution}) must be a multiple of the tokenizer's "
+        raise ConfigError(
+            "microtiming_resolution", f"({resolution}) must be a multiple of the tokenizer's "
             f"ticks per quarter ({positions_per_beat})"
         )
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-from mmmlib.core.params import Params, require
+from mmmlib.core.params import Params, as_param_error, require
+from mmmlib.tokens.dataset import tokens_dir
+from mmmlib.tokens.samples import SampleOptions
+from mmmlib.tokens.tokenizer import ControlSwitches
+
+STEPS = ("all", "bpe", "samples")
 
 
 @dataclasses.dataclass
@@ -14,6 +20,9 @@ class TokenizerParams(Params):
     """Parameters of ``02_tokenizer.ipynb`` (see the notebook for their meaning)."""
 
     stage: ClassVar[str] = "02_tokenizer"
+    # library setting -> notebook parameter, where the names differ (see param_errors)
+    setting_names: ClassVar[dict[str, str]] = {"max_files": "bpe_max_files", "controls": "use_* (controls)",
+                                               "tokenizer_path": "output_dir"}
 
     data_dir: str
     output_dir: str
@@ -40,6 +49,7 @@ class TokenizerParams(Params):
     use_bar_note_duration: bool
     roundtrip_files: int
     workers: int
+    step: str
     shard_index: int
     num_shards: int
     seed: int
@@ -66,3 +76,37 @@ class TokenizerParams(Params):
         require(self.num_shards >= 1, "num_shards", f"must be >= 1, got {self.num_shards}")
         require(0 <= self.shard_index < self.num_shards, "shard_index",
                 f"must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
+        require(self.step in STEPS, "step", f"must be one of {STEPS}, got {self.step!r}")
+        # Shards must read one tokenizer that nobody writes any more: BPE runs once, before them.
+        require(self.num_shards == 1 or self.step == "samples", "step",
+                f"must be 'samples' when num_shards > 1 (got {self.step!r}): run step='bpe' once first, "
+                "then every shard with step='samples' (slurm/02_bpe.sbatch does both)")
+        require(self.step != "samples" or self.tokenizer_path.is_file(), "step",
+                f"is 'samples' but there is no {self.tokenizer_path}: run the bpe step first (step='bpe')")
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """The shared ``tokenizer.json``: written once by the bpe step, only read by the samples step."""
+        return Path(self.output_dir) / "tokenizer.json"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where this run keeps ``params.json`` and its reports: ``output_dir``, or its shard's folder."""
+        if self.num_shards == 1:
+            return Path(self.output_dir)
+        return tokens_dir(self.output_dir, self.shard_index, self.num_shards)
+
+    def control_switches(self) -> ControlSwitches:
+        """The ``use_*`` parameters as the tokenizer's :class:`ControlSwitches`."""
+        return ControlSwitches.from_mapping(self.to_dict())
+
+    def sample_options(self) -> SampleOptions:
+        """How samples are cut and masked."""
+        return SampleOptions(max_seq_len=self.max_seq_len, infill_fraction=self.infill_fraction,
+                             min_track_fraction=self.min_track_fraction, track_control_prob=self.track_control_prob,
+                             bar_control_prob=self.bar_control_prob)
+
+    def param_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which the library's :class:`~mmmlib.core.errors.ConfigError` becomes a
+        :class:`~mmmlib.core.params.ParamError` naming this notebook's parameter."""
+        return as_param_error(self.setting_names)

@@ -28,7 +28,7 @@ import numpy as np
 from symusic import Note
 
 from mmmlib.tokens.encoding import EncodedTrack, slice_prepared
-from mmmlib.tokens.tokenizer import FILL_END, FILL_START, INFILL_BAR, TRACK_END
+from mmmlib.tokens.special import FILL_END, FILL_START, INFILL_BAR, TRACK_END
 from mmmlib.tokens.vocab import loss_mask_lookup
 
 if TYPE_CHECKING:

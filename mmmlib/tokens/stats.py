@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mmmlib.core.midi import read_score
 from mmmlib.tokens.decoding import roundtrip_file
 from mmmlib.tokens.vocab import vocab_table
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from datasets import Dataset
 
-    from mmmlib.tokens.dataset import FileTask
+    from mmmlib.tokens.corpus import FileTask
     from mmmlib.tokens.tokenizer import MMMLoop
 
 
@@ -64,10 +65,13 @@ def control_shares(tok: MMMLoop, dataset: Dataset) -> pd.DataFrame:
     return out.sort_values("count", ascending=False).reset_index(drop=True)
 
 
-def roundtrip_table(tok: MMMLoop, tasks: Sequence[FileTask], read) -> pd.DataFrame:
+def roundtrip_table(tok: MMMLoop, tasks: Sequence[FileTask], read: Callable = read_score) -> pd.DataFrame:
     """:func:`mmmlib.tokens.decoding.roundtrip_file` of each task's file, one row per track.
 
-    :param read: ``read(path, row) -> Score`` (e.g. :func:`mmmlib.tokens.dataset.read_score`).
+    :param tok: the tokenizer.
+    :param tasks: files to measure (:func:`mmmlib.tokens.corpus.tasks_of`).
+    :param read: ``read(path, row) -> Score``; default :func:`mmmlib.core.midi.read_score`.
+    :return: one row per encoded track: ``md5, tpq`` and the columns of ``roundtrip_file``.
     """
     rows = []
     for task in tasks:

@@ -20,14 +20,17 @@ which keep the base ids for single tokens (HF puts the special tokens then the a
 first) and number merges after them. ``len(tok)`` is the vocabulary size.
 
 Encoding goes through :mod:`mmmlib.tokens.encoding`, decoding through :mod:`mmmlib.tokens.decoding`,
-vocabulary tables and prompts through :mod:`mmmlib.tokens.vocab`.
+vocabulary tables and prompts through :mod:`mmmlib.tokens.vocab`; token names live in
+:mod:`mmmlib.tokens.special`. :func:`main` is ``mmmlib tokenizer roundtrip``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,26 +41,31 @@ from symusic import Score
 from symusic.core import ScoreTick
 from tokenizers.models import BPE
 
+from mmmlib.core.midi import read_score
 from mmmlib.tokens.controls import TrackLoopCount, TrackLoopDuration, TrackNOMML
+from mmmlib.tokens.decoding import DecodeResult, decode_tokens, roundtrip_file
+from mmmlib.tokens.encoding import EncodedTrack, PreparedScore, encode_prepared, prepare_score
 from mmmlib.tokens.fast_controls import fast_version
 from mmmlib.tokens.microtiming import MICROTIMING_TYPE, check_resolution, microtiming_values
+from mmmlib.tokens.special import (  # noqa: F401 (token names: generation imports them from here too)
+    BAR,
+    FILL_END,
+    FILL_START,
+    INFILL_BAR,
+    INFILL_TOKENS,
+    MERGEABLE_TYPES,
+    TRACK_END,
+    TRACK_START,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-
-    from mmmlib.tokens.decoding import DecodeResult
-    from mmmlib.tokens.encoding import EncodedTrack, PreparedScore
 
 POSITIONS_PER_BEAT = 12  # 16ths and 8th-note triplets on the grid, like MIDI-GPT
 BEAT_RES = {(0, 4): POSITIONS_PER_BEAT, (4, 16): 4}
 TIME_SIGNATURE_RANGE = {8: [3, 6, 9, 12], 4: [1, 2, 3, 4, 5, 6, 7]}
 DEFAULT_MICROTIMING_RESOLUTION = 192
 NUM_VELOCITIES = 32  # non-expressive; expressive mode keeps all 127
-TRACK_START, TRACK_END, BAR = "Track_Start", "Track_End", "Bar_None"
-INFILL_BAR, FILL_START, FILL_END = "Infill_Bar", "FillBar_Start", "FillBar_End"
-INFILL_TOKENS = (INFILL_BAR, FILL_START, FILL_END)
-# Token types BPE may merge (notes and time inside a bar); every other token stays one id.
-MERGEABLE_TYPES = frozenset({"Position", "Pitch", "PitchDrum", "Velocity", "Duration", MICROTIMING_TYPE, "Tempo"})
 
 
 @dataclass(frozen=True)
@@ -194,7 +202,7 @@ class MMMLoop(MMM):
         if no_preprocess_score or attribute_controls_indexes is not None:
             return super().encode(score, encode_ids, no_preprocess_score, attribute_controls_indexes,
                                   concatenate_track_sequences)
-        score = score if isinstance(score, ScoreTick) else Score(str(score))
+        score = score if isinstance(score, ScoreTick) else read_score(score)
         seqs = [TokSequence(tokens=t.tokens()) for t in self.encode_score(score)]
         for seq in seqs:
             self.complete_sequence(seq)
@@ -247,14 +255,10 @@ class MMMLoop(MMM):
         :param loops: per raw track index, its loops as ``(start_tick, end_tick,
             duration_beats)`` rows (e.g. from ``loops.parquet``); None: no loop controls.
         """
-        from mmmlib.tokens.encoding import prepare_score
-
         return prepare_score(self, score, loops)
 
     def encode_prepared(self, prepared: PreparedScore, bar_controls: bool = True) -> list[EncodedTrack]:
         """Tokens of every track of a prepared score, with all its controls."""
-        from mmmlib.tokens.encoding import encode_prepared
-
         return encode_prepared(self, prepared, bar_controls)
 
     def encode_score(self, score: Score, loops: Mapping[int, Any] | None = None,
@@ -340,8 +344,6 @@ class MMMLoop(MMM):
     # ------------------------------------------------------------------ decoding
     def decode_tokens(self, tokens: Sequence[str]) -> DecodeResult:
         """Score of a base token sequence; never raises (see :mod:`mmmlib.tokens.decoding`)."""
-        from mmmlib.tokens.decoding import decode_tokens
-
         return decode_tokens(self, tokens)
 
     def decode_ids(self, ids: Iterable[int]) -> DecodeResult:
@@ -376,20 +378,28 @@ def load_tokenizer(path: str | Path) -> MMMLoop:
 
 
 def save_tokenizer(tok: MMMLoop, path: str | Path) -> Path:
-    """Write the tokenizer to ``path`` atomically (parallel shard jobs may write the same file)."""
+    """Write the tokenizer to ``path`` atomically: a uniquely named temporary file beside it,
+    then ``os.replace``, so that a reader never sees half a file.
+
+    :param tok: the tokenizer.
+    :param path: the JSON file to write (its folder is created).
+    :return: ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{id(tok)}.tmp")
-    tok.save(tmp)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        tok.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.tokens.tokenizer roundtrip [--tokenizer PATH] FILE...``: encode, decode, compare."""
-    from mmmlib.tokens.decoding import roundtrip_file
-
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.tokens.tokenizer", description=main.__doc__)
+    """``mmmlib tokenizer roundtrip [--tokenizer PATH] FILE...``: encode, decode, compare."""
+    parser = argparse.ArgumentParser(prog="mmmlib tokenizer", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rt = sub.add_parser("roundtrip", help="one JSON object per track: NOMML, notes, onset error")
     rt.add_argument("--tokenizer", help="tokenizer JSON (default: a new expressive tokenizer)")
@@ -399,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for path in args.files:
         try:
-            rows = roundtrip_file(tok, Score(path))
+            rows = roundtrip_file(tok, read_score(path))
         except Exception as exc:  # one unreadable file must not stop the others
             print(f"{path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1

@@ -4,7 +4,7 @@ A token's *family* is its type (``Pitch``, ``Position``, ``ACTrackNOMML``...) ex
 special tokens, whose family is the whole token (``Track_Start``, ``FillBar_End``...),
 since ``Track_Start`` and ``Track_End`` may not follow the same tokens.
 
-- :func:`grammar`: which family may follow which (MMM track layout, REMI inside bars,
+- :func:`grammar_rules`: which family may follow which (MMM track layout, REMI inside bars,
   controls where the encoder puts them, infill markup). Constrained decoding masks the
   ids whose first base token's family cannot follow the last family so far.
 - :func:`vocab_table`: one row per id with its base tokens (BPE merges have several),
@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from miditok.attribute_controls import BarAttributeControl
 
+from mmmlib.core.errors import ConfigError
 from mmmlib.tokens.microtiming import MICROTIMING_TYPE
-from mmmlib.tokens.tokenizer import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
+from mmmlib.tokens.special import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
 
 if TYPE_CHECKING:
     from mmmlib.tokens.tokenizer import MMMLoop
@@ -48,7 +49,7 @@ def control_types(tok: MMMLoop) -> tuple[list[str], list[str]]:
     return track, bar
 
 
-def grammar(tok: MMMLoop) -> dict[str, frozenset[str]]:
+def grammar_rules(tok: MMMLoop) -> dict[str, frozenset[str]]:
     """Allowed successions of families (see module doc), cached on the tokenizer."""
     cached = getattr(tok, "_mmmlib_grammar", None)
     if cached is not None:
@@ -95,13 +96,13 @@ def allowed_pairs(tok: MMMLoop) -> frozenset[tuple[str, str]]:
     """The grammar as a set of ``(family, next family)`` pairs, cached on the tokenizer."""
     cached = getattr(tok, "_mmmlib_pairs", None)
     if cached is None:
-        cached = frozenset((a, b) for a, nexts in grammar(tok).items() for b in nexts)
+        cached = frozenset((a, b) for a, nexts in grammar_rules(tok).items() for b in nexts)
         tok._mmmlib_pairs = cached
     return cached
 
 
 def count_grammar_errors(tok: MMMLoop, tokens: Sequence[str]) -> int:
-    """Number of successions in ``tokens`` that :func:`grammar` does not allow."""
+    """Number of successions in ``tokens`` that :func:`grammar_rules` does not allow."""
     family, pairs = families(tok), allowed_pairs(tok)
     fams = [family.get(t, t) for t in tokens]
     return sum(1 for pair in zip(fams[:-1], fams[1:], strict=False) if pair not in pairs)
@@ -168,22 +169,22 @@ def track_prompt_tokens(tok: MMMLoop, program: int, controls: Mapping[str, Any] 
         without its ``ACTrack`` prefix (``{"NOMML": 12}``). Controls left out are absent
         from the prompt, as in training samples that drop them.
     :return: base tokens.
-    :raises ValueError: for an unknown control or value.
+    :raises ConfigError: for an unknown control, control value or program (a ``ValueError``).
     """
     wanted = {}
     for kind, value in (controls or {}).items():
         full = kind if kind.startswith("AC") else f"ACTrack{kind}"
         token = f"{full}_{value}"
         if token not in tok.vocab:
-            raise ValueError(f"unknown control token {token!r}")
+            raise ConfigError("controls", f"has an unknown control or value: no token {token!r} in the vocabulary")
         wanted[full] = token
     track_types, _ = control_types(tok)
     unknown = set(wanted) - set(track_types)
     if unknown:
-        raise ValueError(f"not track-level controls of this tokenizer: {sorted(unknown)}")
+        raise ConfigError("controls", f"are not track-level controls of this tokenizer: {sorted(unknown)}")
     program_token = f"Program_{program}"
     if program_token not in tok.vocab:
-        raise ValueError(f"unknown program {program}")
+        raise ConfigError("program", f"must be a GM program 0-127 or -1 (drums), got {program}")
     return [TRACK_START, program_token, *(wanted[t] for t in track_types if t in wanted)]
 
 
