@@ -7,7 +7,7 @@ that they return the same loops, and prints one row per file then the totals::
     python benchmarks/bench_loops.py /work/shared/corpora/gigamidi-tests
     python benchmarks/bench_loops.py FOLDER --json   # one JSON object: totals + environment
 
-Without a folder, a synthetic corpus is written with ``mmmlib.data.synth.write_corpus``.
+Without a folder, a synthetic corpus is written with ``mmmlib.data.write_corpus``.
 File loading is not timed (the same for both). The fast code is warmed up once first.
 """
 
@@ -28,7 +28,7 @@ from symusic import Score
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # for tests.loops_oracle and an uninstalled mmmlib
 
-from mmmlib.data.loops import LoopOptions, detect_loops  # noqa: E402
+from mmmlib.data import LoopOptions, detect_loops, write_corpus  # noqa: E402
 from tests.loops_oracle import detect_loops as oracle_detect_loops  # noqa: E402
 
 
@@ -77,10 +77,6 @@ def corpus_files(folder: str | None, num_synth: int) -> tuple[list[Path], str]:
     """The MIDI files to run on, and a label; writes a synthetic corpus without a folder."""
     if folder:
         return sorted(Path(folder).glob("*.mid")), str(folder)
-    try:
-        from mmmlib.data.synth import write_corpus
-    except ImportError:
-        sys.exit("no corpus folder given and mmmlib.data.synth.write_corpus is not available")
     out = Path(tempfile.mkdtemp(prefix="bench_loops_"))
     write_corpus(out, num_files=num_synth, seed=0)
     return sorted(out.glob("*.mid")), f"synthetic ({num_synth} files, seed 0)"

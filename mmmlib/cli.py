@@ -24,7 +24,7 @@ COMMANDS = {
     "synth": Command("mmmlib.data.synth", "write the embedded synthetic corpus (MIDI files + manifest.csv)"),
     "nomml": Command("mmmlib.data.nomml", "NOMML of every track: one JSON object per line"),
     "loops": Command("mmmlib.data.loops", "loops of every track (exact detector): one JSON object per line"),
-    "data": Command("mmmlib.data.prepare", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
+    "data": Command("mmmlib.data.preparation", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
     "tokenizer": Command("mmmlib.tokens.tokenizer", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
     "tokens": Command("mmmlib.tokens.dataset", "training samples: `tokens bpe` trains BPE once, `tokens merge` joins shards"),
     "train": Command("mmmlib.training.trainer", "train from a params.json (what `accelerate launch` runs)"),
@@ -59,5 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmmlib: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name].module)
-    status = module.main(rest)
+    try:
+        status = module.main(rest)
+    except BrokenPipeError:  # `mmmlib loops ... | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     return int(status or 0)

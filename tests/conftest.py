@@ -21,7 +21,7 @@ def real_corpus() -> Path:
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """A 24-file synthetic corpus (with manifest.csv), written once per test session."""
-    from mmmlib.data.synth import write_corpus
+    from mmmlib.data import write_corpus
 
     folder = tmp_path_factory.mktemp("synth")
     write_corpus(folder, num_files=24, seed=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Track
 
-from mmmlib.data.nomml import nomml_from_onsets, onset_levels, track_nomml
+from mmmlib.data import nomml_from_onsets, onset_levels, track_nomml
 
 TPQ = 480
 
@@ -65,6 +65,7 @@ def test_cli_prints_one_json_per_track(tmp_path):
     score.tracks.append(Track(program=1))  # no notes: not printed
     path = tmp_path / "a.mid"
     score.dump_midi(str(path))
-    out = subprocess.run([sys.executable, "-m", "mmmlib.data.nomml", str(path)], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()
-    assert [json.loads(line) for line in out] == [{"file": str(path), "track_idx": 0, "nomml": 2}]
+    done = subprocess.run([sys.executable, "-m", "mmmlib", "nomml", str(path)], capture_output=True, text=True,
+                          check=True)
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [{"file": str(path), "track_idx": 0, "nomml": 2}]
+    assert done.stderr == ""

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from mmmlib.core.gm import program_family
 from mmmlib.core.plotting import save_png
 
 if TYPE_CHECKING:
-    from mmmlib.data.prepare import PrepResult
+    from mmmlib.data.preparation import PrepResult
 
 NOMML_LABELS = {0: "quarter", 1: "8th trip.", 2: "8th", 3: "16th trip.", 4: "16th", 6: "32nd", 12: "expressive"}
 
@@ -38,7 +37,7 @@ def loop_duration_histogram(loops: pd.DataFrame, path: str | Path | None = None)
     """Histogram of detected loop durations in beats (4-32)."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if len(loops):
-        sns.histplot(loops["duration_beats"], bins=np.arange(3.5, 33.5, 1.0), ax=ax, color="#2ca02c")
+        ax.hist(loops["duration_beats"], bins=np.arange(3.5, 33.5, 1.0), color="#2ca02c", edgecolor="white")
     else:
         ax.text(0.5, 0.5, "no loops detected", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("loop duration (beats)")

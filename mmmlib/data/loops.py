@@ -46,7 +46,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from miditok.utils import get_bars_ticks, get_beats_ticks
+
+from mmmlib.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from symusic import Score, Track
@@ -82,11 +83,11 @@ class LoopOptions:
 
     def __post_init__(self) -> None:
         if self.min_rep_notes < 1:
-            raise ValueError(f"min_rep_notes must be >= 1, got {self.min_rep_notes}")
+            raise ConfigError("min_rep_notes", f"must be >= 1, got {self.min_rep_notes}")
         if int(round(self.min_rep_beats)) < 1:
-            raise ValueError(f"min_rep_beats must round to >= 1, got {self.min_rep_beats}")
+            raise ConfigError("min_rep_beats", f"must round to >= 1, got {self.min_rep_beats}")
         if int(self.duration_offset) != self.duration_offset:  # whole beats keep round() exact
-            raise ValueError(f"duration_offset must be a whole number, got {self.duration_offset}")
+            raise ConfigError("duration_offset", f"must be a whole number, got {self.duration_offset}")
 
 
 def bars_and_beats(score: Score) -> tuple[np.ndarray, np.ndarray] | None:
@@ -98,6 +99,9 @@ def bars_and_beats(score: Score) -> tuple[np.ndarray, np.ndarray] | None:
     :param score: tick-time score.
     :return: ``(bars_ticks, beats_ticks)`` int64 arrays, or None on a zero bar length.
     """
+    # miditok imports torch: load it on first use, so that importing mmmlib.data stays light
+    from miditok.utils import get_bars_ticks, get_beats_ticks
+
     try:
         bars = np.asarray(get_bars_ticks(score), dtype=np.int64)
     except ZeroDivisionError:  # ticks per bar rounds to 0: the reference gives up too
@@ -353,13 +357,23 @@ def _select_loops(seq: _Sequence, m_idx: np.ndarray, n_idx: np.ndarray,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.data.loops FILE...``: one JSON object per detected loop."""
+    """``python -m mmmlib loops FILE...``: one JSON object per detected loop, on stdout.
+
+    Each line is ``{"file", "track_idx", "start_tick", "end_tick", "duration_beats",
+    "note_density"}``; a file that cannot be read is named on stderr and skipped.
+
+    :param argv: command-line arguments (``sys.argv[1:]`` when None).
+    :return: the exit status: 0, or 1 when some file could not be read.
+    """
     from mmmlib.core.midi import read_midi_files
 
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.data.loops", description=main.__doc__)
-    parser.add_argument("files", nargs="+", help="MIDI files")
+    parser = argparse.ArgumentParser(
+        prog="mmmlib loops",
+        description="Detect loops in MIDI files as the GigaMIDI annotation does: one JSON object per loop.",
+    )
+    parser.add_argument("files", nargs="+", help="MIDI files to analyse")
     parser.add_argument("--duration-offset", type=int, default=LoopOptions.duration_offset,
-                        help="get_duration_beats convention: -1 (later reference version) or 0")
+                        help="get_duration_beats convention: -1 (later reference version, default) or 0")
     args = parser.parse_args(argv)
     failed: list[str] = []
     for path, score in read_midi_files(args.files, failed):

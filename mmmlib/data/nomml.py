@@ -80,11 +80,20 @@ def score_nomml(score: Score) -> list[int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.data.nomml FILE...``: one JSON object per track that has notes."""
+    """``python -m mmmlib nomml FILE...``: one JSON object per track that has notes, on stdout.
+
+    Each line is ``{"file", "track_idx", "nomml"}``; a file that cannot be read is named
+    on stderr and skipped.
+
+    :param argv: command-line arguments (``sys.argv[1:]`` when None).
+    :return: the exit status: 0, or 1 when some file could not be read.
+    """
     from mmmlib.core.midi import read_midi_files
 
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.data.nomml", description=main.__doc__)
-    parser.add_argument("files", nargs="+", help="MIDI files")
+    parser = argparse.ArgumentParser(
+        prog="mmmlib nomml", description="NOMML (note onset median metric level, 0-12) of every track with notes."
+    )
+    parser.add_argument("files", nargs="+", help="MIDI files to analyse")
     args = parser.parse_args(argv)
     failed: list[str] = []
     for path, score in read_midi_files(args.files, failed):

@@ -1,6 +1,6 @@
 """The sample step: tokenised training samples per split on disk, from a frozen tokenizer.
 
-Input: a data-prep folder (``files.parquet``, ``loops.parquet``; see :mod:`mmmlib.data.prepare`)
+Input: a data-prep folder (``files.parquet``, ``loops.parquet``; see :mod:`mmmlib.data.preparation`)
 and the ``tokenizer.json`` the BPE step froze (:mod:`mmmlib.tokens.bpe`): this module only
 reads it. Output, under ``output_dir``:
 

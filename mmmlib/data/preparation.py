@@ -16,7 +16,12 @@ Outputs in ``output_dir`` (the contract later stages read):
 - ``rejects.csv``: ``path, row, reason``.
 
 Large corpora are split with ``shard_index``/``num_shards`` (one SLURM array task per
-shard writes ``shards/shard_XXXX/``) and joined with :func:`merge_shards`.
+shard writes ``shards/shard_XXXX/``) and joined with :func:`merge_shards`
+(``python -m mmmlib data merge OUTPUT_DIR --num-shards N``).
+
+A setting the library cannot work with raises :class:`~mmmlib.core.errors.ConfigError`
+naming it; an input or output folder that is missing or malformed as a whole raises
+:class:`~mmmlib.core.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from miditok.utils import get_bars_ticks
 from symusic import Score
 from tqdm.auto import tqdm
 
+from mmmlib.core.errors import ConfigError, DataError
 from mmmlib.core.midi import read_midi_bytes
+from mmmlib.data.figures import data_prep_figures
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import score_nomml
+from mmmlib.data.synth import write_corpus
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
 SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
@@ -75,10 +82,13 @@ def list_sources(input_path: str | Path) -> list[Source]:
     """All MIDI sources under ``input_path``, sorted so that every machine sees one order.
 
     :param input_path: a MIDI file, a parquet file, or a folder searched recursively for both.
+    :raises ConfigError: when ``input_path`` does not exist.
+    :raises DataError: when it holds no MIDI or parquet file, or a parquet file is unreadable
+        (a bad MIDI file is not an error: :func:`prepare` rejects it with a reason).
     """
     root = Path(input_path)
     if not root.exists():
-        raise FileNotFoundError(f"input_path does not exist: {root}")
+        raise ConfigError("input_path", f"does not exist: {str(root)!r}")
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     sources: list[Source] = []
     for path in paths:
@@ -86,8 +96,13 @@ def list_sources(input_path: str | Path) -> list[Source]:
         if suffix in MIDI_SUFFIXES:
             sources.append(Source(str(path)))
         elif suffix == ".parquet":
-            num_rows = pq.ParquetFile(path).metadata.num_rows
+            try:
+                num_rows = pq.ParquetFile(path).metadata.num_rows
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
             sources.extend(Source(str(path), row) for row in range(num_rows))
+    if not sources:
+        raise DataError(f"no MIDI (.mid, .midi, .kar) or .parquet input in {root}")
     return sources
 
 
@@ -96,11 +111,20 @@ def resolve_input(input_path: str, output_dir: str | Path, num_synth_files: int 
 
     With ``input_path == "synthetic"`` the corpus is written once to ``output_dir/corpus``
     (kept when it already holds the same number of files from the same seed).
+
+    :param input_path: a MIDI file, a parquet file, a folder of them, or ``"synthetic"``.
+    :param output_dir: the run's output folder (home of the synthetic corpus).
+    :param num_synth_files: files of the synthetic corpus.
+    :param seed: seed of the synthetic corpus.
+    :raises ConfigError: when ``input_path`` does not exist, or ``num_synth_files < 1``.
     """
     if input_path != "synthetic":
+        if not input_path or not Path(input_path).exists():  # Path("") would be the working folder
+            raise ConfigError("input_path", f"does not exist: {input_path!r} "
+                              "(a folder of MIDI files, a .parquet file, or 'synthetic')")
         return Path(input_path)
-    from mmmlib.data.synth import write_corpus
-
+    if num_synth_files < 1:
+        raise ConfigError("num_synth_files", f"must be >= 1, got {num_synth_files}")
     corpus = Path(output_dir) / "corpus"
     stamp = corpus / "corpus.json"
     wanted = f'{{"num_files": {num_synth_files}, "seed": {seed}}}'
@@ -111,7 +135,14 @@ def resolve_input(input_path: str, output_dir: str | Path, num_synth_files: int 
 
 
 def shard_sources(sources: list[Source], shard_index: int, num_shards: int) -> list[Source]:
-    """The sources of one shard: every ``num_shards``-th one, starting at ``shard_index``."""
+    """The sources of one shard: every ``num_shards``-th one, starting at ``shard_index``.
+
+    :raises ConfigError: unless ``0 <= shard_index < num_shards``.
+    """
+    if num_shards < 1:
+        raise ConfigError("num_shards", f"must be >= 1, got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise ConfigError("shard_index", f"must be in [0, num_shards={num_shards}), got {shard_index}")
     return sources[shard_index::num_shards]
 
 
@@ -136,13 +167,13 @@ def analyse_midi(data: bytes, source: Source, min_bars: int, max_notes: int, see
         score = Score.from_midi(data)
     except Exception as exc:
         return FileResult(source, reason=f"unreadable MIDI: {exc}".strip())
-    if len(score.tracks) == 0:
-        return FileResult(source, reason="no tracks")
     n_notes = sum(len(t.notes) for t in score.tracks)
-    if n_notes == 0:
+    if n_notes == 0:  # symusic drops tracks without notes: no track and no note are one case
         return FileResult(source, reason="no notes")
     if n_notes > max_notes:
         return FileResult(source, reason=f"too many notes ({n_notes} > max_notes={max_notes})")
+    from miditok.utils import get_bars_ticks  # imports torch: not at `import mmmlib.data`
+
     n_bars = len(get_bars_ticks(score, only_notes_onsets=True))
     if n_bars < min_bars:
         return FileResult(source, reason=f"too few bars ({n_bars} < min_bars={min_bars})")
@@ -226,7 +257,14 @@ def prepare(sources: list[Source], min_bars: int = 8, max_notes: int = 200_000, 
     :param max_notes: files with more notes in total are rejected.
     :param workers: processes of the pool (1 = in this process).
     :param seed: salt of the deterministic split.
+    :raises ConfigError: on a setting out of range (a bad file is rejected, never raised).
     """
+    if min_bars < 0:
+        raise ConfigError("min_bars", f"must be >= 0, got {min_bars}")
+    if max_notes < 1:
+        raise ConfigError("max_notes", f"must be >= 1, got {max_notes}")
+    if workers < 1:
+        raise ConfigError("workers", f"must be >= 1, got {workers}")
     tasks = [(s, min_bars, max_notes, seed) for s in sources]
     files, tracks, loops, rejects = [], [], [], []
     first_path_of: dict[str, str] = {}
@@ -283,8 +321,15 @@ def write_result(result: PrepResult, folder: str | Path) -> Path:
 
 
 def read_result(folder: str | Path) -> PrepResult:
-    """Read back the tables written by :func:`write_result`."""
+    """Read back the tables written by :func:`write_result`.
+
+    :raises DataError: when ``folder`` misses one of the four files.
+    """
     folder = Path(folder)
+    missing = [name for name in ("files.parquet", "tracks.parquet", "loops.parquet", "rejects.csv")
+               if not (folder / name).exists()]
+    if missing:
+        raise DataError(f"{folder} is not a data-prep output (missing {', '.join(missing)}): run 01_data_prep")
     return PrepResult(
         pd.read_parquet(folder / "files.parquet"), pd.read_parquet(folder / "tracks.parquet"),
         pd.read_parquet(folder / "loops.parquet"),
@@ -293,6 +338,7 @@ def read_result(folder: str | Path) -> PrepResult:
 
 
 def shard_dir(output_dir: str | Path, shard_index: int) -> Path:
+    """The folder where shard ``shard_index`` of a run writes its tables."""
     return Path(output_dir) / "shards" / f"shard_{shard_index:04d}"
 
 
@@ -301,10 +347,15 @@ def merge_shards(output_dir: str | Path, num_shards: int) -> PrepResult:
 
     Files that appear in two shards (same md5) are kept once; the later copies move to
     the rejects as duplicates, so inputs = accepted + rejected still holds.
+
+    :raises ConfigError: when ``num_shards < 1``.
+    :raises DataError: when a shard has not written its tables yet.
     """
+    if num_shards < 1:
+        raise ConfigError("num_shards", f"must be >= 1, got {num_shards}")
     missing = [i for i in range(num_shards) if not (shard_dir(output_dir, i) / "files.parquet").exists()]
     if missing:
-        raise FileNotFoundError(f"shards not finished yet: {missing}")
+        raise DataError(f"shards not finished yet in {Path(output_dir) / 'shards'}: {missing}")
     parts = [read_result(shard_dir(output_dir, i)) for i in range(num_shards)]
     files = pd.concat([p.files for p in parts], ignore_index=True)
     duplicated = files.duplicated("md5", keep="first")
@@ -321,16 +372,25 @@ def merge_shards(output_dir: str | Path, num_shards: int) -> PrepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib.data.prepare merge OUTPUT_DIR --num-shards N``: join SLURM-array shards."""
-    parser = argparse.ArgumentParser(prog="python -m mmmlib.data.prepare", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    merge = sub.add_parser("merge", help="join shards/shard_XXXX into OUTPUT_DIR and draw the figures")
-    merge.add_argument("output_dir")
-    merge.add_argument("--num-shards", type=int, required=True)
-    args = parser.parse_args(argv)
-    from mmmlib.data.figures import data_prep_figures
+    """``python -m mmmlib data merge OUTPUT_DIR --num-shards N``: join the shards of a SLURM array.
 
-    result = merge_shards(args.output_dir, args.num_shards)
+    Writes the four tables and ``figures/`` into ``OUTPUT_DIR`` and prints the counts.
+
+    :param argv: command-line arguments after ``data`` (``sys.argv[1:]`` when None).
+    :return: the exit status: 0, or 1 when the shards or their number are wrong.
+    """
+    parser = argparse.ArgumentParser(prog="mmmlib data", description="Data preparation (stage 01) commands.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    merge = sub.add_parser("merge", help="join OUTPUT_DIR/shards/shard_XXXX into OUTPUT_DIR and draw the figures",
+                           description="Join the shards that 01_data_prep wrote as a SLURM array.")
+    merge.add_argument("output_dir", help="the output_dir the shard tasks were given")
+    merge.add_argument("--num-shards", type=int, required=True, help="number of shards (the array size)")
+    args = parser.parse_args(argv)
+    try:
+        result = merge_shards(args.output_dir, args.num_shards)
+    except (ConfigError, DataError) as exc:
+        print(f"mmmlib data merge: {exc}", file=sys.stderr)
+        return 1
     data_prep_figures(result, Path(args.output_dir) / "figures")
     print(result.counts())
     return 0
