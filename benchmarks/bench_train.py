@@ -5,7 +5,7 @@ two settings measured in the same run: a baseline (fp32 weights and math, eager
 attention, no compile: a plain Hugging Face model) and the requested setting (``--dtype``,
 ``--attn``, ``--compile``; mixed precision is autocast over fp32 weights, as accelerate
 trains). The settings are timed in turn ``--repeats`` times and the median counts, so
-background load on a shared machine falls on both (the load average is recorded). MFU = model FLOPs per token (:func:`mmmlib.training.model.flops_per_token`, PaLM
+background load on a shared machine falls on both (the load average is recorded). MFU = model FLOPs per token (:func:`mmmlib.training.flops_per_token`, PaLM
 convention) x tokens/s / peak FLOPs. The peak is ``--peak-flops``, else the dense bf16
 peak of a known GPU, else (CPU) an fp32 matmul measured in the same run.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mmmlib.training import model as mmm_model
+from mmmlib import training
 
 # Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A6000": 155e12,
@@ -40,13 +40,13 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e1
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", choices=sorted(mmm_model.PRESETS))
+    parser.add_argument("--preset", default="tiny", choices=sorted(training.PRESETS))
     parser.add_argument("--seq-len", type=int, default=1024, help="tokens per sample")
     parser.add_argument("--batch-size", type=int, default=8, help="samples per step")
     parser.add_argument("--vocab-size", type=int, default=2000, help="vocabulary (a BPE tokenizer's order)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
-    parser.add_argument("--attn", default="sdpa", choices=mmm_model.ATTN_IMPLEMENTATIONS)
+    parser.add_argument("--attn", default="sdpa", choices=training.ATTN_IMPLEMENTATIONS)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--grad-checkpointing", action="store_true")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
@@ -87,14 +87,14 @@ def make_setting(args: argparse.Namespace, device: torch.device, dtype: str, att
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    config = mmm_model.model_config(args.preset, args.vocab_size, args.seq_len, pad_token_id=0)
+    config = training.model_config(args.preset, args.vocab_size, args.seq_len, pad_token_id=0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32).to(device)
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     forward = torch.compile(model) if use_compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, args.vocab_size, (args.batch_size, args.seq_len), device=device)
-    autocast = torch.autocast(device.type, dtype=mmm_model.DTYPES[dtype], enabled=dtype != "fp32")
+    autocast = torch.autocast(device.type, dtype=training.DTYPES[dtype], enabled=dtype != "fp32")
 
     def step() -> None:
         with autocast:
@@ -103,8 +103,8 @@ def make_setting(args: argparse.Namespace, device: torch.device, dtype: str, att
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    info = {"dtype": dtype, "attn": attn, "compile": use_compile, "num_parameters": mmm_model.count_parameters(model),
-            "flops_per_token": mmm_model.flops_per_token(model, args.seq_len)}
+    info = {"dtype": dtype, "attn": attn, "compile": use_compile, "num_parameters": training.count_parameters(model),
+            "flops_per_token": training.flops_per_token(model, args.seq_len)}
     return step, info
 
 
@@ -155,8 +155,8 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    device = mmm_model.resolve_device(args.device)
-    mmm_model.check_attn_implementation(args.attn, device)
+    device = training.resolve_device(args.device)
+    training.check_attn_implementation(args.attn, device)
     peak, peak_source = peak_flops(args, device)
     settings = {} if args.no_baseline else {"baseline": ("fp32", "eager", False)}
     settings["optimised"] = (args.dtype, args.attn, args.compile)

@@ -27,7 +27,7 @@ COMMANDS = {
     "data": Command("mmmlib.data.preparation", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
     "tokenizer": Command("mmmlib.tokens.tokenizer", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
     "tokens": Command("mmmlib.tokens.dataset", "training samples: `tokens bpe` trains BPE once, `tokens merge` joins shards"),
-    "train": Command("mmmlib.training.trainer", "train from a params.json (what `accelerate launch` runs)"),
+    "train": Command("mmmlib.training.__main__", "one training process from a 03 params.json (what `accelerate launch` runs)"),
     "evaluate": Command("mmmlib.evaluation.report", "`evaluate merge LABEL_DIR` / `evaluate report NOTEBOOK HTML`"),
     "demo-summary": Command("mmmlib.evaluation.demo_summary", "print where `make demo` wrote its outputs and the headline"),
 }

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmmlib.core.params import ParamError
-from mmmlib.training.collator import (
+from mmmlib.core.errors import ConfigError, DataError
+from mmmlib.training import (
     IGNORE_INDEX,
     MMMCollator,
     check_token_dataset,
+    count_loss_tokens,
     epoch_batches,
     load_token_split,
 )
@@ -51,7 +52,7 @@ def test_pad_to_multiple_of_never_exceeds_max_length():
     ],
 )
 def test_bad_samples_are_errors(sample, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         MMMCollator(pad_token_id=PAD, max_length=16)([sample])
 
 
@@ -93,13 +94,26 @@ def test_check_token_dataset_returns_lengths():
 @pytest.mark.parametrize(
     ("ids", "vocab_size", "max_seq_len", "message"),
     [
-        ([[1, 2], [3, 9]], 8, 16, "token id 9 but the tokenizer has only 8 tokens"),
-        ([[1, 2, 3, 4]], 8, 3, "max_seq_len` \\(3\\) is shorter than the longest sample"),
+        ([[1, 2], [3, 9]], 8, 16, "`vocab_size` .* has 8 tokens but tokens/train holds token id 9"),
+        ([[1, 2, 3, 4]], 8, 3, "`max_seq_len` \\(3\\) is shorter than the longest sample"),
     ],
 )
 def test_check_token_dataset_rejects_mismatches(ids, vocab_size, max_seq_len, message):
-    with pytest.raises(ParamError, match=message):
+    with pytest.raises(ConfigError, match=message):
         check_token_dataset(_dataset(ids), "tokens/train", vocab_size, max_seq_len)
+
+
+def test_check_token_dataset_rejects_malformed_data():
+    bad = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3]], "loss_mask": [[1, 1]]}, features=FEATURES)
+    with pytest.raises(DataError, match="loss_mask and input_ids differ in length"):
+        check_token_dataset(bad, "tokens/train", vocab_size=8, max_seq_len=16)
+
+
+def test_loss_tokens_are_the_shifted_labels_that_are_predicted():
+    batch = MMMCollator(pad_token_id=PAD)([{"input_ids": [5, 6, 7, 8], "loss_mask": [0, 0, 1, 1]},
+                                           {"input_ids": [9, 10], "loss_mask": [1, 1]}])
+    # row 1: labels 7, 8 (the controls are context); row 2: label 10 only (9 is never a target)
+    assert int(count_loss_tokens(batch["labels"])) == 3
 
 
 def test_load_token_split_reads_merged_or_sharded_layouts(tmp_path):
@@ -113,5 +127,5 @@ def test_load_token_split_reads_merged_or_sharded_layouts(tmp_path):
     ds = load_token_split(tmp_path / "sharded", "train")
     assert ds["input_ids"] == [[1, 2], [3, 4, 5], [6]]
     assert check_token_dataset(ds, "sharded", vocab_size=7, max_seq_len=3).tolist() == [2, 3, 1]
-    with pytest.raises(ParamError, match="no 'valid' dataset"):
+    with pytest.raises(ConfigError, match="`tokens_dir` has no 'valid' dataset"):
         load_token_split(tmp_path / "merged", "valid")

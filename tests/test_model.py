@@ -6,9 +6,9 @@ import miditok
 import pytest
 import torch
 
-from mmmlib.core.params import ParamError
-from mmmlib.training import model as mmm_model
-from mmmlib.training.collator import MMMCollator
+from mmmlib import training
+from mmmlib.core.errors import ConfigError
+from mmmlib.training import MMMCollator
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def tokenizer_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(tokenizer_path):
-    return mmm_model.load_tokenizer(tokenizer_path)
+    return training.load_tokenizer(tokenizer_path)
 
 
 def fixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -37,36 +37,38 @@ def fixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_vocabulary_and_special_ids_come_from_the_tokenizer(tokenizer):
     torch.manual_seed(0)
-    model = mmm_model.build_model("tiny", tokenizer, max_seq_len=256)
+    model = training.build_model("tiny", tokenizer, max_seq_len=256)
     assert model.config.vocab_size == len(tokenizer)
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert model.generation_config.eos_token_id == tokenizer.vocab["EOS_None"]
     assert model.config.max_position_embeddings == 256
-    assert 0.5e6 < mmm_model.count_parameters(model) < 1.5e6  # "about 1M"
+    assert 0.5e6 < training.count_parameters(model) < 1.5e6  # "about 1M"
 
 
 def test_mistral_small_is_the_mmm_architecture(tokenizer):
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        model = mmm_model.build_model("mistral-small", tokenizer)
+        model = training.build_model("mistral-small", tokenizer)
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (512, 8, 8)
     assert (config.num_key_value_heads, config.intermediate_size, config.sliding_window) == (4, 1536, 384)
-    assert mmm_model.flops_per_token(model, 2048) > 6 * 25e6
+    assert training.flops_per_token(model, 2048) > 6 * 25e6
 
 
 def test_unknown_preset_and_unavailable_kernels_are_clear_errors(tokenizer):
-    with pytest.raises(ParamError, match="preset` must be one of"):
-        mmm_model.build_model("gpt5", tokenizer)
-    with pytest.raises(ParamError, match="flash_attention_2' needs a CUDA GPU"):
-        mmm_model.check_attn_implementation("flash_attention_2", torch.device("cpu"))
+    # the library names its own setting; the 03 notebook's run() turns these into ParamErrors
+    with pytest.raises(ConfigError, match="`preset` must be one of") as error:
+        training.build_model("gpt5", tokenizer)
+    assert error.value.setting == "preset"
+    with pytest.raises(ConfigError, match="`attn_implementation` 'flash_attention_2' needs a CUDA GPU"):
+        training.check_attn_implementation("flash_attention_2", torch.device("cpu"))
     if not torch.cuda.is_available():
-        with pytest.raises(ParamError, match="no CUDA GPU is visible"):
-            mmm_model.resolve_device("cuda")
+        with pytest.raises(ConfigError, match="`device` is 'cuda' but no CUDA GPU is visible"):
+            training.resolve_device("cuda")
 
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tokenizer):
     torch.manual_seed(0)
-    model = mmm_model.build_model("tiny", tokenizer, max_seq_len=64)
+    model = training.build_model("tiny", tokenizer, max_seq_len=64)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     batch = fixed_batch()
     losses = []
@@ -81,7 +83,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tokenizer):
 
 def test_loss_is_computed_on_loss_mask_tokens_only(tokenizer):
     torch.manual_seed(0)
-    model = mmm_model.build_model("tiny", tokenizer, max_seq_len=64).eval()
+    model = training.build_model("tiny", tokenizer, max_seq_len=64).eval()
     batch = fixed_batch()
     with torch.no_grad():
         loss = model(**batch).loss
@@ -97,14 +99,14 @@ def test_loss_is_computed_on_loss_mask_tokens_only(tokenizer):
 
 def test_save_then_load_gives_identical_logits(tokenizer, tokenizer_path, tmp_path):
     torch.manual_seed(0)
-    model = mmm_model.build_model("tiny", tokenizer, max_seq_len=64).eval()
+    model = training.build_model("tiny", tokenizer, max_seq_len=64).eval()
     batch = fixed_batch()
     with torch.no_grad():
         expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    folder = mmm_model.save(model, tmp_path / "model", tokenizer_path)
+    folder = training.save(model, tmp_path / "model", tokenizer_path)
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt")), "no pickles"
-    loaded, loaded_tokenizer = mmm_model.load(folder, device="cpu")
+    loaded, loaded_tokenizer = training.load(folder, device="cpu")
     assert len(loaded_tokenizer) == len(tokenizer) and not loaded.training
     with torch.no_grad():
         logits = loaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -113,4 +115,4 @@ def test_save_then_load_gives_identical_logits(tokenizer, tokenizer_path, tmp_pa
 
 def test_load_rejects_a_folder_without_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model folder"):
-        mmm_model.load(tmp_path)
+        training.load(tmp_path)

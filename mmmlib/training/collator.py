@@ -18,12 +18,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmmlib.core.params import ParamError
+from mmmlib.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import datasets
 
 IGNORE_INDEX = -100  # the label value torch's cross-entropy (and transformers) skips
+
+
+def count_loss_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """Number of tokens the loss is computed on in a batch's ``labels`` (an int64 scalar tensor).
+
+    The model shifts labels (position ``i`` predicts label ``i + 1``), so the first label of
+    each row is never a target: only the shifted labels that are not :data:`IGNORE_INDEX` count.
+    """
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
 @dataclass
@@ -43,9 +52,9 @@ class MMMCollator:
 
     def __post_init__(self) -> None:
         if self.pad_token_id < 0:
-            raise ValueError(f"pad_token_id must be >= 0, got {self.pad_token_id}")
+            raise ConfigError("pad_token_id", f"must be >= 0, got {self.pad_token_id}")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
-            raise ValueError(f"pad_to_multiple_of must be >= 1 or None, got {self.pad_to_multiple_of}")
+            raise ConfigError("pad_to_multiple_of", f"must be >= 1 or None, got {self.pad_to_multiple_of}")
 
     def padded_length(self, longest: int) -> int:
         """Length of a batch whose longest sample has ``longest`` tokens."""
@@ -61,12 +70,12 @@ class MMMCollator:
         :return: ``input_ids``, ``attention_mask`` and ``labels``, each ``(batch, length)`` int64.
         """
         if not samples:
-            raise ValueError("cannot collate an empty list of samples")
+            raise DataError("cannot collate an empty list of samples")
         lengths = [len(s["input_ids"]) for s in samples]
         if min(lengths) == 0:
-            raise ValueError("a sample has no tokens")
+            raise DataError("a sample has no tokens")
         if self.max_length is not None and max(lengths) > self.max_length:
-            raise ValueError(f"a sample has {max(lengths)} tokens, more than max_length={self.max_length}")
+            raise DataError(f"a sample has {max(lengths)} tokens, more than max_length={self.max_length}")
         length = self.padded_length(max(lengths))
         input_ids = np.full((len(samples), length), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(samples), length), dtype=np.int64)
@@ -76,7 +85,7 @@ class MMMCollator:
             mask = sample.get("loss_mask")
             is_predicted = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
             if is_predicted.shape != (n,):
-                raise ValueError(f"loss_mask has {is_predicted.size} values for {n} input_ids")
+                raise DataError(f"loss_mask has {is_predicted.size} values for {n} input_ids")
             input_ids[row, :n] = ids
             attention_mask[row, :n] = 1
             labels[row, :n] = np.where(is_predicted, ids, IGNORE_INDEX)
@@ -98,12 +107,12 @@ def load_token_split(tokens_dir: str | Path, split: str) -> datasets.Dataset:
     folder = Path(tokens_dir) / split
     parts = [folder] if (folder / "state.json").exists() else sorted(Path(tokens_dir).glob(f"shards/shard_*/{split}"))
     if not parts:
-        raise ParamError(f"parameter `tokens_dir`: no {split!r} dataset in {tokens_dir} (run 02_tokenizer first)")
+        raise ConfigError("tokens_dir", f"has no {split!r} dataset: {tokens_dir} (run 02_tokenizer first)")
     loaded = [datasets.load_from_disk(str(part)) for part in parts]
     ds = datasets.concatenate_datasets([d for d in loaded if len(d)] or loaded[:1])
     missing = {"input_ids", "loss_mask"} - set(ds.column_names)
     if missing:
-        raise ParamError(f"parameter `tokens_dir`: {folder} lacks column(s) {sorted(missing)}")
+        raise DataError(f"{folder} lacks column(s) {sorted(missing)}: not a token dataset of 02_tokenizer")
     return ds.select_columns(["input_ids", "loss_mask"])
 
 
@@ -121,21 +130,21 @@ def check_token_dataset(ds: datasets.Dataset, where: str | Path, vocab_size: int
     import pyarrow.compute as pc
 
     if len(ds) == 0:
-        raise ParamError(f"parameter `tokens_dir`: {where} has no samples")
+        raise DataError(f"{where} has no samples")
     ids = ds.data.column("input_ids")
     lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
     mask_lengths = pc.list_value_length(ds.data.column("loss_mask")).to_numpy(zero_copy_only=False)
     if not np.array_equal(lengths, mask_lengths):
-        raise ParamError(f"parameter `tokens_dir`: in {where}, some loss_mask and input_ids differ in length")
+        raise DataError(f"in {where}, some loss_mask and input_ids differ in length")
     max_id = pc.max(pc.list_flatten(ids)).as_py()
     if max_id >= vocab_size:
-        raise ParamError(
-            f"parameter `tokenizer_path`: {where} holds token id {max_id} but the tokenizer has only "
-            f"{vocab_size} tokens: the dataset was made with another tokenizer (re-run 02_tokenize, or "
-            "point tokenizer_path at the tokenizer.json it used)")
+        raise ConfigError(
+            "vocab_size", f"(the tokenizer's vocabulary) has {vocab_size} tokens but {where} holds token id "
+            f"{max_id}: the dataset was made with another tokenizer (re-run 02_tokenizer, or use the "
+            "tokenizer.json it wrote)")
     if lengths.max() > max_seq_len:
-        raise ParamError(
-            f"parameter `max_seq_len` ({max_seq_len}) is shorter than the longest sample of {where} "
+        raise ConfigError(
+            "max_seq_len", f"({max_seq_len}) is shorter than the longest sample of {where} "
             f"({lengths.max()} tokens): raise max_seq_len (the model's position limit) or re-tokenize shorter")
     return lengths
 

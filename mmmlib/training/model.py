@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmmlib.core.params import ParamError
+from mmmlib.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from miditok import MusicTokenizer
@@ -57,12 +57,11 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParamError(
-            f"parameter `device` is {device!r} but no CUDA GPU is visible "
-            "(torch.cuda.is_available() is False): use device 'cpu' or 'auto', or run on a GPU node"
-        )
+        raise ConfigError(
+            "device", f"is {device!r} but no CUDA GPU is visible (torch.cuda.is_available() is False): "
+            "use device 'cpu' or 'auto', or run on a GPU node")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ParamError(f"parameter `device` must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+        raise ConfigError("device", f"must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     return torch.device(device)
 
 
@@ -77,22 +76,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         is_bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return "bf16" if is_bf16_gpu else "no"
     if precision == "fp16" and device.type != "cuda":
-        raise ParamError("parameter `mixed_precision` 'fp16' needs a CUDA GPU; use 'no' or 'bf16' on CPU")
+        raise ConfigError("mixed_precision", "'fp16' needs a CUDA GPU; use 'no' or 'bf16' on CPU")
     return precision
 
 
 def check_attn_implementation(attn_implementation: str, device: torch.device) -> None:
     """Fail early, with a fix, when the attention kernel cannot run here."""
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
-        raise ParamError(f"parameter `attn_implementation` must be one of {ATTN_IMPLEMENTATIONS}, "
-                         f"got {attn_implementation!r}")
+        raise ConfigError("attn_implementation", f"must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
     if attn_implementation != "flash_attention_2":
         return
     if device.type != "cuda":
-        raise ParamError("parameter `attn_implementation` 'flash_attention_2' needs a CUDA GPU; use 'sdpa'")
+        raise ConfigError("attn_implementation", "'flash_attention_2' needs a CUDA GPU; use 'sdpa'")
     if importlib.util.find_spec("flash_attn") is None:
-        raise ParamError("parameter `attn_implementation` is 'flash_attention_2' but flash-attn is not "
-                         "installed (pip install -e '.[gpu]' or environment.yml); use 'sdpa'")
+        raise ConfigError("attn_implementation", "is 'flash_attention_2' but flash-attn is not installed "
+                          "(pip install -e '.[gpu]' or environment.yml); use 'sdpa'")
 
 
 def load_tokenizer(path: str | Path) -> MusicTokenizer:
@@ -113,7 +111,7 @@ def load_tokenizer(path: str | Path) -> MusicTokenizer:
     name = json.loads(path.read_text()).get("tokenization", "")
     tokenizer_class = getattr(miditok, name, None)
     if tokenizer_class is None:
-        raise ValueError(f"{path} is not a MidiTok tokenizer file (tokenization {name!r})")
+        raise DataError(f"{path} is not a MidiTok tokenizer file (tokenization {name!r})")
     return tokenizer_class(params=path)
 
 
@@ -140,7 +138,7 @@ def model_config(preset: str, vocab_size: int, max_seq_len: int, dropout: float 
     from transformers import AutoConfig
 
     if preset not in PRESETS:
-        raise ParamError(f"parameter `preset` must be one of {sorted(PRESETS)}, got {preset!r}")
+        raise ConfigError("preset", f"must be one of {sorted(PRESETS)}, got {preset!r}")
     values = dict(PRESETS[preset])
     model_type = values.pop("model_type")
     if model_type == "gpt2":
@@ -240,10 +238,10 @@ def load(path: str | Path, device: str = "auto", dtype: str = "auto",
     if dtype == "auto":
         dtype = "bf16" if resolve_precision("auto", torch_device) == "bf16" else "fp32"
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
+        raise ConfigError("dtype", f"must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
     tokenizer = load_tokenizer(path / "tokenizer.json")
     if model.config.vocab_size != len(tokenizer):
-        raise ValueError(f"{path}: model vocabulary ({model.config.vocab_size}) differs from its "
+        raise DataError(f"{path}: model vocabulary ({model.config.vocab_size}) differs from its "
                          f"tokenizer.json ({len(tokenizer)}): the folder mixes two runs")
     return model.to(torch_device).eval(), tokenizer

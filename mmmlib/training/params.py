@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ClassVar
 
-from mmmlib.core.params import Params, require
+from mmmlib.core.params import Params, as_param_error, require
+
+# Library settings that reach training under another name than the notebook parameter they come from.
+PARAMETER_OF_SETTING = {"vocab_size": "tokenizer_path"}
 
 
 @dataclasses.dataclass
@@ -79,6 +83,15 @@ class TrainParams(Params):
         require(self.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {self.max_grad_norm}")
         require(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         self._check_launch()
+
+    @staticmethod
+    def param_errors() -> AbstractContextManager[None]:
+        """Re-raise the library's ``ConfigError`` as a ``ParamError`` naming the 03 notebook's parameter.
+
+        :return: a context manager: ``with p.param_errors(): ...``
+            (see :func:`mmmlib.core.params.as_param_error`).
+        """
+        return as_param_error(PARAMETER_OF_SETTING)
 
     def _check_paths(self) -> None:
         require(bool(self.model_dir), "model_dir", "must not be empty")
