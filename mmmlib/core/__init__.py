@@ -6,7 +6,13 @@ generation and evaluation.
 
 from mmmlib.core.errors import ConfigError, DataError, MMMError
 from mmmlib.core.gm import GM_FAMILIES, program_family
-from mmmlib.core.midi import read_midi_bytes, read_midi_files, read_score, read_score_cached, write_midi_atomic
+from mmmlib.core.midi import (
+    read_midi_bytes,
+    read_midi_files,
+    read_score,
+    read_score_cached,
+    write_midi_atomic,
+)
 from mmmlib.core.params import (
     ParamError,
     Params,
