@@ -37,7 +37,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check mmmlib tests benchmarks
+	$(VENV)/bin/ruff check mmmlib tests benchmarks notebooks
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -6,7 +6,7 @@ Measured in the same run, on the same model and loop requests (``--tracks`` trac
 - *sequential*: plain ``model.generate`` (HF sampling, top-k 20, top-p 0.95), one request
   at a time, no constraint, as many new tokens as a constrained loop takes on average;
 - *unconstrained batch*: the same ``model.generate`` on ``B`` left-padded prompts;
-- *batch*: :func:`mmmlib.generation.generate.generate_batch` (grammar constraint, per-row seeded
+- *batch*: :func:`mmmlib.generation.engine.generate_batch` (grammar constraint, per-row seeded
   sampling) at ``B`` = each of ``--batch-sizes``, with the share of loops that decode to the
   requested bars and tracks without error (``valid_fraction``).
 

@@ -27,7 +27,7 @@ from mmmlib.generation import (
     generate_batch,
     piece_state,
 )
-from mmmlib.generation import generate as gen_module
+from mmmlib.generation import engine as gen_module
 from mmmlib.generation import sweep as runs
 from mmmlib.generation.sampling import SeededGumbel, bits_to_uniform
 from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer

@@ -48,3 +48,13 @@ def test_params_file_keys_are_notebook_parameters(params_file):
     keys = set(yaml.safe_load(params_file.read_text()) or {})
     unknown = keys - parameter_names(matches[0])
     assert not unknown, f"{params_file}: not parameters of {matches[0].name}: {sorted(unknown)}"
+
+
+def test_notebooks_use_only_names_they_define_or_import():
+    """Undefined names (a stale import after a refactor) fail here, not an hour into a SLURM job."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F821,F401,F811",
+                             *map(str, NOTEBOOKS)], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

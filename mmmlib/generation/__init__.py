@@ -5,14 +5,14 @@
 - :mod:`~mmmlib.generation.sampling`: per-row seeded sampling over left-padded batches;
 - :mod:`~mmmlib.generation.loop` and :mod:`~mmmlib.generation.infill`: the requests (a new
   loop; bar infill, track infill and new tracks on a piece) and their passes;
-- :mod:`~mmmlib.generation.generate`: :func:`generate` and :func:`generate_batch`;
+- :mod:`~mmmlib.generation.engine`: :func:`generate` and :func:`generate_batch`;
 - :mod:`~mmmlib.generation.results`: the results schema that 04 writes and 05 reads;
 - :mod:`~mmmlib.generation.sweep`: the 04 notebook's run (NOMML levels x generations, checks,
   retries, resumable ``RESULTS_{rank}.csv``).
 """
 
 from mmmlib.generation.constraint import GrammarConstraint, Plan, grammar_tables
-from mmmlib.generation.generate import Request, generate, generate_batch
+from mmmlib.generation.engine import Request, generate, generate_batch
 from mmmlib.generation.infill import BarInfill, PieceRequest, TrackInfill, piece_state
 from mmmlib.generation.loop import Generation, LoopRequest, TrackSpec, bar_control_tokens, derive_seed
 from mmmlib.generation.params import GenerateParams

@@ -34,7 +34,7 @@ import pandas as pd
 from mmmlib.core.midi import write_midi_atomic
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import track_nomml
-from mmmlib.generation.generate import generate_batch
+from mmmlib.generation.engine import generate_batch
 from mmmlib.generation.loop import Generation, LoopRequest, TrackSpec, derive_seed
 from mmmlib.generation.results import NO_CONTROL, append_durably, read_results, resume_results, rows_text
 from mmmlib.generation.sampling import Sampling
