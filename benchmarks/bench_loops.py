@@ -4,7 +4,7 @@ For every MIDI file of a folder, times the whole detection from a loaded score (
 beats from miditok, note sets, candidates, filtering) with both implementations, checks
 that they return the same loops, and prints one row per file then the totals::
 
-    python benchmarks/bench_loops.py /work/shared/corpora/gigamidi-tests
+    python benchmarks/bench_loops.py ../shared/corpora/gigamidi-tests
     python benchmarks/bench_loops.py FOLDER --json   # one JSON object: totals + environment
 
 Without a folder, a synthetic corpus is written with ``mmmlib.data.write_corpus``.
@@ -76,7 +76,7 @@ def environment() -> dict:
 def corpus_files(folder: str | None, num_synth: int) -> tuple[list[Path], str]:
     """The MIDI files to run on, and a label; writes a synthetic corpus without a folder."""
     if folder:
-        return sorted(Path(folder).glob("*.mid")), str(folder)
+        return sorted(Path(folder).glob("*.mid")), Path(folder).name  # a label, not a machine path
     out = Path(tempfile.mkdtemp(prefix="bench_loops_"))
     write_corpus(out, num_files=num_synth, seed=0)
     return sorted(out.glob("*.mid")), f"synthetic ({num_synth} files, seed 0)"

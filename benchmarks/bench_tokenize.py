@@ -127,7 +127,7 @@ def overheads(results: dict[str, dict]) -> dict[str, float]:
 def corpus_files(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.corpus:
         paths = sorted(str(p) for p in Path(args.corpus).rglob("*.mid"))
-        return paths, str(args.corpus)
+        return paths, Path(args.corpus).name  # a label, not a machine path
     from mmmlib.data.synth import write_corpus
 
     folder = Path(tempfile.mkdtemp(prefix="bench_synth_"))

@@ -26,11 +26,17 @@ COMMANDS = {
     "loops": Command("mmmlib.data.loops", "loops of every track (exact detector): one JSON object per line"),
     "data": Command("mmmlib.data.preparation", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
     "tokenizer": Command("mmmlib.tokens.tokenizer", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
+    "encode": Command("mmmlib.tokens.published.cli", "published MIDI-GPT-Loop tokenizer: `encode --tokenizer JSON FILE...` -> ids"),
+    "decode": Command("mmmlib.tokens.published.cli", "published MIDI-GPT-Loop tokenizer: `decode --tokenizer JSON IDS OUT.mid`"),
     "tokens": Command("mmmlib.tokens.dataset", "training samples: `tokens bpe` trains BPE once, `tokens merge` joins shards"),
     "train": Command("mmmlib.training.__main__", "one training process from a 03 params.json (what `accelerate launch` runs)"),
     "evaluate": Command("mmmlib.evaluation.report", "`evaluate merge LABEL_DIR` / `evaluate report NOTEBOOK HTML`"),
     "demo-summary": Command("mmmlib.evaluation.demo_summary", "print where `make demo` wrote its outputs and the headline"),
 }
+
+
+# Commands whose module parses the command name itself (``encode`` and ``decode`` share one parser).
+SUBCOMMAND_MODULES = frozenset({"encode", "decode"})
 
 
 def usage() -> str:
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmmlib: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name].module)
+    if name in SUBCOMMAND_MODULES:  # the module has its own subcommands: the command name is the first one
+        rest = [name, *rest]
     try:
         status = module.main(rest)
     except BrokenPipeError:  # `mmmlib loops ... | head`: the reader left, nothing is wrong

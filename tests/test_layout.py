@@ -161,3 +161,12 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     graph = {"mmmlib.core.a": {"mmmlib.evaluation.b"}, "mmmlib.evaluation.b": {"mmmlib.core.a"}}
     assert cycles(graph) == [["mmmlib.core.a", "mmmlib.evaluation.b"]]
     assert layer_of("mmmlib.evaluation.b") > layer_of("mmmlib.core.a")
+
+
+def test_benchmark_results_name_no_machine_paths():
+    # committed results travel to other machines: corpora are named by folder, never by absolute path
+    results = PACKAGE_DIR.parent / "benchmarks" / "results"
+    offenders = [f"{p.name}: {needle}" for p in sorted(results.glob("*")) if p.is_file()
+                 for needle in ("/work/", "/home/", "/tmp/", "/root/", "/Users/")
+                 if needle in p.read_text(encoding="utf-8", errors="replace")]
+    assert not offenders, "machine paths in benchmarks/results:\n" + "\n".join(offenders)
