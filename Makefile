@@ -10,7 +10,7 @@ DEMO_DIR := runs/demo
 # Notebooks that `make demo` executes, in order (each with params/demo/<name>.yaml).
 DEMO_NOTEBOOKS := 01_data_prep 02_tokenizer 03_train 04_generate 05_evaluate
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test lint docs clean-demo
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The documentation site: docs/_build/html/index.html (warnings are errors, as in tests/test_docs.py).
+docs: setup
+	$(PY) -m sphinx -b html -W --keep-going -d docs/_build/doctrees docs docs/_build/html
+	@echo "Documentation: docs/_build/html/index.html"
 
 lint: setup
 	$(VENV)/bin/ruff check mmmlib tests benchmarks notebooks

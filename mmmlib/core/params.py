@@ -59,7 +59,7 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 @dataclasses.dataclass
 class Params:
-    """Base class: type checks every field, then runs :meth:`check` for value checks."""
+    """Base class: type checks every field, then runs :meth:`~Params.check` for value checks."""
 
     stage: ClassVar[str] = ""
 
@@ -78,10 +78,11 @@ class Params:
         self.check()
 
     def check(self) -> None:
-        """Value checks; subclasses raise :class:`ParamError` naming the parameter."""
+        """Value checks; subclasses raise :class:`~mmmlib.core.params.ParamError` naming the parameter."""
 
     @classmethod
     def names(cls) -> list[str]:
+        """The parameter names, in field order."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
@@ -93,6 +94,7 @@ class Params:
         return cls(**{n: namespace[n] for n in cls.names()})
 
     def to_dict(self) -> dict[str, Any]:
+        """``{name: value}`` of every parameter."""
         return dataclasses.asdict(self)
 
     def save(self, folder: str | Path) -> Path:

@@ -7,7 +7,7 @@ falls on the ternary grid of period ``2*tpq / (3 * 2**i)`` (level ``2*i + 1``),
 else 12. A track's NOMML is the integer part of the median level of its onsets.
 
 Level 0 means every onset is on a beat, 2 on eighths, 4 on sixteenths, odd levels
-are triplet grids, and 12 means the onsets are off every grid down to 1/64 notes:
+are triplet grids, and 12 means the onsets are off every grid down to 1/128 notes:
 an expressive (performed, unquantized) track.
 
 We test grid membership with integer arithmetic (``tick * 2**i % tpq == 0`` and

@@ -15,6 +15,7 @@ import pandas as pd
 
 
 def data_lines(run_dir: Path) -> list[str]:
+    """What 01 wrote under ``run_dir/data`` (files, rejects, tracks, loops, splits); none before it ran."""
     folder = run_dir / "data"
     if not (folder / "files.parquet").exists():
         return []
@@ -47,6 +48,7 @@ def stage_lines(run_dir: Path) -> list[str]:
 
 
 def headline_lines(run_dir: Path) -> list[str]:
+    """Where the report is and 05's headline numbers (from ``summary.json``); none before 05 ran."""
     path = run_dir / "evaluate" / "summary.json"
     if not path.exists():
         return []

@@ -231,7 +231,7 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
 
     Per-level and per-group intervals reuse the same resamples of generations.
 
-    :param final: rows of successful final generations (:func:`mmmlib.evaluation.report.final_generations`).
+    :param final: rows of successful final generations (:func:`mmmlib.generation.results.final_generations`).
     :param name: control name, e.g. ``"nomml"`` (columns ``nomml_requested``/``nomml_measured``).
     :param num_resamples: bootstrap resamples (generations resampled with replacement).
     :param seed: bootstrap seed.

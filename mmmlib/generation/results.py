@@ -37,6 +37,7 @@ TEXT_COLUMNS = {"gen_id", "label", "midi_path", "status", "reason", "is_drum", "
 
 
 def rows_text(rows: Sequence[dict[str, Any]], header: bool = False) -> str:
+    """Result rows as CSV text in :data:`RESULT_COLUMNS` order (with the header line when ``header``)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     if header:

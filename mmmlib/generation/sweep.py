@@ -132,6 +132,7 @@ def set_threads(num_threads: int) -> None:
 
 
 def sampling_of(p: GenerateParams) -> Sampling:
+    """The sampling settings of the 04 parameters (temperature, top-k, top-p, repetition penalty)."""
     return Sampling(p.temperature, p.top_k, p.top_p, p.repetition_penalty)
 
 
@@ -190,6 +191,7 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
 
 # --------------------------------------------------------------------------- the run
 def label_dir(p: GenerateParams) -> Path:
+    """The run's folder, ``output_folder/label``: ``MIDI/``, ``RESULTS_{rank}.csv`` and ``rank_{rank}/``."""
     return Path(p.output_folder) / p.label
 
 

@@ -8,7 +8,7 @@ is already quantized to the tokenizer's grid, where every onset is on a grid and
 NOMML of an expressive performance would read 0 instead of 12, and the loops come from
 data prep's detector. So the caller computes the values beforehand (NOMML on the file's
 raw ticks, loops from ``loops.parquet``) and hands them over in a :class:`TrackValues`:
-our encoder through :class:`ScoreNotes` (:meth:`track_tokens`), MidiTok's
+our encoder through :class:`ScoreNotes` (:meth:`TrackTokens.track_tokens`), MidiTok's
 ``attribute_controls_indexes`` by passing it as the track's value (MidiTok forwards it
 untouched to ``compute`` as its last argument).
 

@@ -2,7 +2,7 @@
 
 Why the median lands on the style's level: a track's NOMML is ``int(median(levels))``, which
 equals the target level exactly when fewer than half the onsets sit below it and fewer than
-half above it. :func:`_balance` enforces that in every bar (so in every track), counting
+half above it. ``_balance`` enforces that in every bar (so in every track), counting
 onsets: each track has a constant number of notes per onset.
 """
 
