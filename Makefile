@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PAPERMILL := $(VENV)/bin/papermill
 DEMO_DIR := runs/demo
 # Notebooks that `make demo` executes, in order (each with params/demo/<name>.yaml).
-DEMO_NOTEBOOKS := 01_data_prep 02_tokenizer 03_train 04_generate 05_evaluate
+DEMO_NOTEBOOKS := 01_data_prep 02_tokenizer 03_train 04_generate 05_evaluate 06_studio
 
 .PHONY: setup demo test lint docs clean-demo
 

@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "mmmlib"
 # Lowest first: a module may import from its own layer or any layer below it.
-LAYERS = ("core", "data", "tokens", "training", "generation", "evaluation")
+LAYERS = ("core", "data", "tokens", "training", "generation", "evaluation", "studio")
 TOP = len(LAYERS)  # mmmlib/__init__, __main__ and the command line sit above every stage
 MAX_TOP_LEVEL_MODULES = 5
 MAX_MODULE_LINES = 450
