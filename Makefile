@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	# the CPU build of torch, pinned: any other spec pulls gigabytes of CUDA wheels
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[test]'
+	# the audio previews' synthesizer, without its pyaudio dependency (live playback only, fails to build
+	# without PortAudio); where it cannot install, the previews fall back to the fluidsynth program
+	$(PY) -m pip install --no-deps 'tinysoundfont>=0.3.7,<0.4' || echo 'tinysoundfont not installed: audio previews need fluidsynth'
 	touch $@
 
 demo: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mmmlib import evaluation as evaluate
-from mmmlib.evaluation import distributions, loopability, metrics
+from mmmlib.evaluation import audio, distributions, loopability, metrics
 from mmmlib.evaluation import figures as eval_plots
 from mmmlib.generation import RESULT_COLUMNS, control_accuracy
 
@@ -161,9 +162,9 @@ def test_04_quick_look_and_05_per_level_table_are_the_same_numbers(tmp_path):
     assert list(quick.index) == [0, 2, 4]  # no-control rows (-1) have no target: left out
     # every level has 3 generations x 2 tracks; gen 1 asked for 2 and its pitched track measured 4
     assert quick.loc[2, "num_tracks"] == 6 and quick.loc[2, "exact_accuracy"] == pytest.approx(5 / 6)
-    assert quick.loc[2, "within1_accuracy"] == pytest.approx(5 / 6)
+    assert quick.loc[2, "near_accuracy"] == 1.0  # 4 (sixteenths) is one subdivision from 2 (eighths): near
     assert quick.loc[0, "exact_accuracy"] == 1.0
-    for column in ("num_tracks", "exact_accuracy", "within1_accuracy", "measured_mean"):
+    for column in ("num_tracks", "exact_accuracy", "near_accuracy", "measured_mean"):
         assert per_level[column].tolist() == pytest.approx(quick[column].tolist())
 
 
@@ -181,7 +182,7 @@ def test_perfect_control_has_accuracy_one():
     requested = np.tile([0, 2, 4, 6], 25)
     fid = metrics.control_fidelity(fidelity_frame(requested, requested), "nomml", num_resamples=100)
     assert fid.overall["exact_accuracy"] == 1.0
-    assert fid.overall["within1_accuracy"] == 1.0
+    assert fid.overall["near_accuracy"] == 1.0
     assert fid.overall["exact_accuracy_ci"] == (1.0, 1.0)
     assert fid.overall["spearman"] == pytest.approx(1.0)
     assert np.diag(fid.confusion.loc[[0, 2, 4, 6], [0, 2, 4, 6]]).sum() == 100
@@ -206,9 +207,44 @@ def test_baseline_accuracy_is_the_chance_of_hitting_the_requested_levels():
     frame = pd.concat([fidelity_frame(requested, requested), baseline_frame(np.full(12, 2))])
     fid = metrics.control_fidelity(frame, "nomml", num_resamples=50)
     assert fid.overall["baseline_exact_accuracy"] == pytest.approx(1 / 3)  # always 2: hits one level in three
-    assert fid.overall["baseline_within1_accuracy"] == pytest.approx(1 / 3)
+    assert fid.overall["baseline_near_accuracy"] == 1.0  # 2 is near 0, 2 and 4 (binary, one subdivision)
     assert fid.per_level.loc[2, "baseline_exact_accuracy"] == 1.0
     assert fid.overall["gain_ci"][0] > 0
+
+
+def test_near_levels_follow_the_grid_families_not_the_numbers():
+    from mmmlib.data.nomml import near_levels
+
+    requested = np.array([2, 2, 2, 2, 1, 3, 12, 12, 10, 0, 2])
+    measured = np.array([1, 3, 4, 0, 3, 5, 12, 11, 12, 2, np.nan])
+    # eighths vs quarter or eighth triplets: neighbours by number, not by feel
+    expected = [False, False, True, True, True, True, True, False, False, True, False]
+    assert near_levels(requested, measured).tolist() == expected
+    assert near_levels(np.array([[4], [5]]), np.arange(13)).sum(axis=1).tolist() == [3, 3]  # broadcasts
+
+
+def test_failed_generations_count_as_misses(tmp_path):
+    from mmmlib.generation import scored_generations
+
+    rows = [result_row(0, 0, 0, status="ok"), result_row(0, 0, 1, status="ok"),  # passes at once
+            result_row(1, 0, 0, status="failed"), result_row(1, 0, 1, status="ok"),  # never passes:
+            result_row(1, 1, 0, status="failed"), result_row(1, 1, 1, status="failed")]  # a miss, not a gap
+    results = pd.DataFrame(rows, columns=COLUMNS)
+    results["nomml_requested"], results["nomml_measured"] = 2, 2
+    scored = scored_generations(results, tmp_path)
+    assert sorted(zip(scored["gen_id"], scored["attempt"], scored["passed"], strict=True)) == [
+        (0, 0, True), (0, 0, True), (1, 1, False), (1, 1, False)]
+    assert scored.loc[~scored["passed"], "nomml_measured"].isna().all()
+    fid = metrics.control_fidelity(scored, "nomml", num_resamples=20)
+    assert fid.overall["exact_accuracy"] == 0.5 and fid.overall["num_tracks"] == 4
+    assert control_accuracy(scored, "nomml").loc[2, "exact_accuracy"] == 0.5  # 04's quick look agrees
+
+
+def test_loop_count_five_means_five_or_more():
+    frame = fidelity_frame(np.array([5, 5, 1, 1]), np.array([0, 0, 0, 0])).assign(
+        loop_count_requested=[5, 5, 1, 1], n_loops_detected=[7, 5, 1, 3])
+    fid = metrics.control_fidelity(frame, "loop_count", num_resamples=20)
+    assert fid.overall["exact_accuracy"] == 0.75  # 7 loops answer a request for "5 or more"
 
 
 def test_cluster_bootstrap_resamples_whole_groups_reproducibly():
@@ -296,21 +332,6 @@ def test_verdict_says_plainly_when_control_does_not_beat_the_baseline():
     assert evaluate.verdict(summary).startswith("NOMML control works")
 
 
-def test_audio_renders_with_a_soundfont(tmp_path):
-    from mmmlib.evaluation import audio
-
-    font = audio.find_soundfont()
-    if font is None:
-        pytest.skip("no General MIDI SoundFont installed (apt-get install fluid-soundfont-gm)")
-    midi = tmp_path / "loop.mid"
-    loop_score(2, num_bars=1).dump_midi(str(midi))
-    try:
-        wav = audio.render_wav(midi, tmp_path / "loop.wav", font, num_bars=1)
-    except audio.RenderError as exc:
-        pytest.skip(f"no working synthesizer: {exc}")
-    assert wav.stat().st_size > 10_000
-
-
 def test_05_runs_through_papermill_and_writes_the_report(tmp_path):
     import papermill as pm
 
@@ -322,7 +343,7 @@ def test_05_runs_through_papermill_and_writes_the_report(tmp_path):
         "source": str(tmp_path / "generate"), "label": "demo", "reference_dir": str(tmp_path / "data"),
         "output_dir": str(out_dir), "bootstrap": 30, "num_audio": 1})
     summary = json.loads((out_dir / "summary.json").read_text())
-    for key in ("nomml_exact_accuracy", "nomml_exact_accuracy_ci", "nomml_within1_accuracy",
+    for key in ("nomml_exact_accuracy", "nomml_exact_accuracy_ci", "nomml_near_accuracy",
                 "baseline_nomml_exact_accuracy", "loopability", "validity", "num_generations"):
         assert key in summary, key
     assert summary["nomml_exact_accuracy"] == pytest.approx(17 / 18)  # 9 generations x 2 tracks, one miss
@@ -334,7 +355,11 @@ def test_05_runs_through_papermill_and_writes_the_report(tmp_path):
     assert (out_dir / "params.json").is_file() and (out_dir / "tables" / "distributions.csv").is_file()
     html = tmp_path / "report.html"
     subprocess.run([sys.executable, "-m", "mmmlib.evaluation.report", "report", str(executed), str(html)], check=True)
-    assert "Verdict" in html.read_text()
+    report = html.read_text()
+    assert "Verdict" in report
+    if (audio.find_soundfont() and audio.synthesizer_name()) or os.environ.get("CI"):  # make setup installs both
+        assert len(list((out_dir / "audio").glob("*.wav"))) == 1
+        assert report.count("data:audio/x-wav;base64,") == 1, "the loop's player is embedded in the report"
 
 
 def test_05_rejects_a_missing_run_before_any_work(tmp_path):

@@ -277,3 +277,9 @@ def test_notebook_04_runs_with_papermill(tmp_path):
     assert {r["nomml_requested"] for r in rows} == {"0"}
     assert all((label / r["midi_path"]).is_file() for r in rows)
     assert json.loads((label / "rank_0" / "params.json").read_text())["nomml"] == 0
+    from mmmlib.evaluation import audio  # a player per piano roll, for the loops that passed
+    from mmmlib.generation import final_generations
+
+    if audio.find_soundfont() and audio.synthesizer_name():
+        final = final_generations(pd.read_csv(label / "RESULTS_0.csv"), label)
+        assert len(list((label / "rank_0" / "audio").glob("*.wav"))) == min(2, final["gen_id"].nunique())

@@ -32,6 +32,28 @@ NUM_LEVELS = 2 * MAX_DEPTH + 1  # 0..12
 EXPRESSIVE_LEVEL = 2 * MAX_DEPTH
 
 
+def near_levels(requested: np.ndarray | float, measured: np.ndarray | float) -> np.ndarray:
+    """Whether a measured NOMML level is musically near the requested one (elementwise, broadcasts).
+
+    Levels interleave two grid families, so ``|measured - requested| <= 1`` would call 1
+    (quarter-note triplets) a neighbour of 2 (eighths). *Near* means: the same feel (both
+    binary grids, both ternary grids, or both expressive) and at most one subdivision apart
+    (depths ``level // 2`` within 1, a grid twice as fine or twice as coarse). So 2 is near
+    0, 2 and 4; 3 is near 1, 3 and 5; 12 only near 12. A missing measurement (NaN) is never near.
+
+    :param requested: requested levels (0-12).
+    :param measured: measured levels (0-12, NaN for none).
+    :return: a boolean array of the broadcast shape.
+    """
+    req, meas = np.asarray(requested, dtype=float), np.asarray(measured, dtype=float)
+    known = np.isfinite(req) & np.isfinite(meas)
+    req, meas = np.where(known, req, 0), np.where(known, meas, 0)
+    # family: 0 binary, 1 ternary, 2 expressive (level 12 is even but on no grid)
+    family_req = np.where(req == EXPRESSIVE_LEVEL, 2, req % 2)
+    family_meas = np.where(meas == EXPRESSIVE_LEVEL, 2, meas % 2)
+    return known & (family_req == family_meas) & (np.abs(req // 2 - meas // 2) <= 1)
+
+
 def onset_levels(onset_ticks: np.ndarray, tpq: int, max_depth: int = MAX_DEPTH) -> np.ndarray:
     """Metric level (0..2*max_depth) of each onset tick.
 

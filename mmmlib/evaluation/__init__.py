@@ -34,11 +34,11 @@ from mmmlib.evaluation.report import (
     verdict,
     write_outputs,
 )
-from mmmlib.generation.results import final_generations
+from mmmlib.generation.results import final_generations, scored_generations
 
 __all__ = [
     "EvaluateParams", "Fidelity", "MergeWarning", "audio", "compare_to_reference", "control_fidelity",
-    "controls_in", "export_html", "fidelity_table", "figures", "final_generations", "headline",
+    "controls_in", "export_html", "fidelity_table", "figures", "final_generations", "headline", "scored_generations",
     "loop_lengths", "loopability_table", "merge_results", "read_rank_file", "status_counts", "tables_of",
     "track_loopability", "validity", "verdict", "write_outputs",
 ]

@@ -59,7 +59,7 @@ def headline_lines(run_dir: Path) -> list[str]:
         "",
         f"Report: {run_dir / 'evaluate' / 'report.html'}",
         f"NOMML exact accuracy {summary['nomml_exact_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), "
-        f"within +-1: {summary.get('nomml_within1_accuracy', float('nan')):.3f}, "
+        f"near (same feel, +-1 subdivision): {summary.get('nomml_near_accuracy', float('nan')):.3f}, "
         f"no-control baseline: {'n/a' if baseline is None else f'{baseline:.3f}'}",
         f"loopability {summary['loopability']:.3f}, validity {summary['validity']:.3f}, "
         f"{summary['num_generations']} generations",

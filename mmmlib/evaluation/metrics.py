@@ -10,14 +10,20 @@ Control fidelity of a control ``X`` compares ``X_requested`` with ``X_measured``
 
 - *exact accuracy*: share of tracks whose measured value equals the request; a track
   without a measurement (NaN, e.g. an empty track) counts as a miss;
-- *within-1 accuracy*: share with ``|measured - requested| <= 1`` (one level or bin);
+- *near accuracy*: share whose measured value is musically near the request: for NOMML
+  the same feel (binary, ternary or expressive grid) at most one subdivision apart
+  (:func:`mmmlib.data.nomml.near_levels`; ``|difference| <= 1`` would call quarter
+  triplets a neighbour of eighths), for loop count and duration bins one step;
+- *denominator*: generations that failed every attempt count as misses (their last
+  attempt, :func:`mmmlib.generation.results.scored_generations`), never left out;
 - *Spearman*: rank correlation of requested and measured (tracks with a measurement);
 - *baseline*: tracks generated with ``X_requested == -1`` (no control). Their
   "accuracy" is the chance that the unconstrained model hits a target anyway:
   ``sum_l w_l * P(measured == l)``, where ``l`` runs over the requested levels and
   ``w_l`` is the share of controlled tracks that requested ``l`` (a uniform average for a
   balanced sweep). It is what the controlled accuracy would be if the model ignored
-  the control, so the two numbers compare directly; within-1 likewise.
+  the control, so the two numbers compare directly; near accuracy likewise. A baseline
+  track without a measurement hits nothing (chance 0), like a controlled one.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from mmmlib.core.gm import program_family
-from mmmlib.generation.results import NO_CONTROL, control_accuracy
+from mmmlib.generation.results import NO_CONTROL, control_accuracy, near_hits
 
 # Controls whose measured column does not follow the `<name>_measured` pattern.
 MEASURED_COLUMN = {"loop_count": "n_loops_detected"}
+LOOP_COUNT_TOP = 5  # loop count requests run 0..5, where 5 means "5 or more"
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -191,23 +198,22 @@ class Fidelity:
     confusion: pd.DataFrame
 
 
-def _hits(requested: np.ndarray, measured: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-track exact and within-1 hits (0/1); a missing measurement is a miss."""
+def _hits(name: str, requested: np.ndarray, measured: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-track exact and near hits (0/1); a missing measurement is a miss."""
     known = np.isfinite(measured)
     return {"exact_accuracy": np.where(known, measured == requested, False).astype(float),
-            "within1_accuracy": np.where(known, np.abs(measured - requested) <= 1, False).astype(float)}
+            "near_accuracy": near_hits(name, requested, measured).astype(float)}
 
 
-def _chances(measured: np.ndarray, weights: pd.Series) -> dict[str, np.ndarray]:
-    """Per baseline track: sum_l w_l [measured hits l] (exact, within 1); NaN without a measurement.
+def _chances(name: str, measured: np.ndarray, weights: pd.Series) -> dict[str, np.ndarray]:
+    """Per baseline track: sum_l w_l [measured hits l] (exact, near); 0 without a measurement.
 
     Their mean is the baseline accuracy of the module docstring.
     """
     levels, w = weights.index.to_numpy(dtype=float), weights.to_numpy(dtype=float)
-    distance = np.abs(measured[:, None] - levels[None, :])
-    known = np.isfinite(measured)
-    return {"exact_accuracy": np.where(known, (distance == 0) @ w, np.nan),
-            "within1_accuracy": np.where(known, (distance <= 1) @ w, np.nan)}
+    exact = measured[:, None] == levels[None, :]  # NaN equals nothing
+    near = near_hits(name, levels[None, :], measured[:, None])
+    return {"exact_accuracy": exact @ w, "near_accuracy": near @ w}
 
 
 def _estimate(values: dict[str, np.ndarray], draws_of: tuple[np.ndarray, np.ndarray],
@@ -231,7 +237,8 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
 
     Per-level and per-group intervals reuse the same resamples of generations.
 
-    :param final: rows of successful final generations (:func:`mmmlib.generation.results.final_generations`).
+    :param final: the rows to score: :func:`mmmlib.generation.results.scored_generations` (the
+        final generations, and the failed ones as misses), or only the final generations.
     :param name: control name, e.g. ``"nomml"`` (columns ``nomml_requested``/``nomml_measured``).
     :param num_resamples: bootstrap resamples (generations resampled with replacement).
     :param seed: bootstrap seed.
@@ -239,6 +246,8 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
     final = final.reset_index(drop=True)
     requested = pd.to_numeric(final[f"{name}_requested"], errors="coerce")
     measured = pd.to_numeric(final[measured_column(name)], errors="coerce")
+    if name == "loop_count":  # the top request means "5 or more": compare detected counts on that scale
+        measured = measured.clip(upper=LOOP_COUNT_TOP)
     # Masked series, not whole ones: assigning to an empty frame would adopt the series' index.
     is_controlled, is_baseline = requested.notna() & (requested != NO_CONTROL), requested == NO_CONTROL
     controlled = final[is_controlled].assign(req=requested[is_controlled], meas=measured[is_controlled])
@@ -247,7 +256,7 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
     groups = controlled["gen_id"].astype(str).to_numpy()
     draws_of = cluster_weights(groups, num_resamples, seed)
     base_draws_of = cluster_weights(baseline["gen_id"].astype(str).to_numpy(), num_resamples, seed + 1)
-    overall, draws = _estimate(_hits(req, meas), draws_of)
+    overall, draws = _estimate(_hits(name, req, meas), draws_of)
     overall["spearman"] = spearman(req, meas)
     overall["spearman_ci"] = percentile_ci(
         cluster_bootstrap(groups, lambda idx: spearman(req[idx], meas[idx]), num_resamples, seed))
@@ -255,24 +264,24 @@ def control_fidelity(final: pd.DataFrame, name: str, num_resamples: int = 1000, 
                    num_baseline_tracks=len(baseline))
     if len(baseline):
         weights = controlled["req"].value_counts(normalize=True).sort_index()
-        base_row, base_draws = _estimate(_chances(baseline["meas"].to_numpy(float), weights), base_draws_of,
+        base_row, base_draws = _estimate(_chances(name, baseline["meas"].to_numpy(float), weights), base_draws_of,
                                          prefix="baseline_")
         overall.update(base_row)
         overall["gain"] = overall["exact_accuracy"] - overall["baseline_exact_accuracy"]
         overall["gain_ci"] = percentile_ci(draws["exact_accuracy"] - base_draws["exact_accuracy"])
     points = control_accuracy(final, name, measured_column(name))
-    per_level = _per_level(points, req, meas, draws_of, baseline["meas"].to_numpy(float), base_draws_of)
-    return Fidelity(name, overall, per_level, _by_group(controlled, draws_of), confusion_matrix(req, meas))
+    per_level = _per_level(name, points, req, meas, draws_of, baseline["meas"].to_numpy(float), base_draws_of)
+    return Fidelity(name, overall, per_level, _by_group(name, controlled, draws_of), confusion_matrix(req, meas))
 
 
-def _per_level(points: pd.DataFrame, req: np.ndarray, meas: np.ndarray, draws_of: tuple,
+def _per_level(name: str, points: pd.DataFrame, req: np.ndarray, meas: np.ndarray, draws_of: tuple,
                base_meas: np.ndarray, base_draws_of: tuple) -> pd.DataFrame:
     """Accuracy per requested level with bootstrap CIs, next to the baseline's P(measured == level).
 
     :param points: the point estimates, :func:`mmmlib.generation.results.control_accuracy`
         (the table 04 shows), to which this adds the intervals and the baseline.
     """
-    hits = _hits(req, meas)
+    hits = _hits(name, req, meas)
     rows = []
     for level, point in points.iterrows():
         mask = req == level
@@ -281,13 +290,13 @@ def _per_level(points: pd.DataFrame, req: np.ndarray, meas: np.ndarray, draws_of
             row[key] = float(point[key])
             row[f"{key}_ci"] = percentile_ci(weighted_mean_draws(*draws_of, per_track, mask))
         if base_meas.size:
-            chances = _chances(base_meas, pd.Series([1.0], index=[level]))
+            chances = _chances(name, base_meas, pd.Series([1.0], index=[level]))
             row.update(_estimate(chances, base_draws_of, prefix="baseline_")[0])
         rows.append(row)
     return pd.DataFrame(rows).set_index("level") if rows else pd.DataFrame()
 
 
-def _by_group(controlled: pd.DataFrame, draws_of: tuple) -> pd.DataFrame:
+def _by_group(name: str, controlled: pd.DataFrame, draws_of: tuple) -> pd.DataFrame:
     """Accuracy (with CIs) and Spearman split by drums vs pitched and by General MIDI family."""
     no_drums = pd.Series(False, controlled.index)
     is_drum = _as_bool(controlled["is_drum"]) if "is_drum" in controlled else no_drums
@@ -295,7 +304,7 @@ def _by_group(controlled: pd.DataFrame, draws_of: tuple) -> pd.DataFrame:
     kind = np.where(is_drum, "drums", "pitched")
     family = np.array([program_family(p, d) for p, d in zip(program, is_drum, strict=True)], dtype=object)
     req, meas = controlled["req"].to_numpy(float), controlled["meas"].to_numpy(float)
-    hits = _hits(req, meas)
+    hits = _hits(name, req, meas)
     rows = []
     for split, labels in (("kind", kind), ("family", family)):
         for value in sorted(set(labels)):

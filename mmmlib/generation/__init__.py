@@ -20,9 +20,12 @@ from mmmlib.generation.results import (
     NO_CONTROL,
     RESULT_COLUMNS,
     control_accuracy,
+    failed_generations,
     final_generations,
     last_attempts,
+    near_hits,
     read_results,
+    scored_generations,
 )
 from mmmlib.generation.sampling import Sampling
 from mmmlib.generation.sweep import label_dir, plot_generations, run_generation, set_threads
@@ -30,7 +33,7 @@ from mmmlib.generation.sweep import label_dir, plot_generations, run_generation,
 __all__ = [
     "NO_CONTROL", "RESULT_COLUMNS", "BarInfill", "GenerateParams", "Generation", "GrammarConstraint",
     "LoopRequest", "PieceRequest", "Plan", "Request", "Sampling", "TrackInfill", "TrackSpec",
-    "bar_control_tokens", "control_accuracy", "derive_seed", "final_generations", "generate", "generate_batch",
-    "grammar_tables", "label_dir", "last_attempts", "piece_state", "plot_generations", "read_results",
+    "bar_control_tokens", "control_accuracy", "derive_seed", "failed_generations", "final_generations", "generate", "generate_batch",
+    "grammar_tables", "label_dir", "last_attempts", "near_hits", "piece_state", "plot_generations", "read_results", "scored_generations",
     "run_generation", "set_threads",
 ]

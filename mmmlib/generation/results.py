@@ -24,15 +24,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmmlib.data.nomml import near_levels
+
 RESULT_COLUMNS = ["gen_id", "label", "rank", "attempt", "seed", "midi_path", "track_idx", "program", "is_drum",
                   "nomml_requested", "nomml_measured", "loop_count_requested", "n_loops_detected", "is_loop",
                   "n_bars", "n_notes", "n_tokens", "seconds", "status", "reason",
-                  "loop_duration_bin_requested", "time_signature", "tempo", "num_errors", "gen_rows"]
+                  "loop_duration_bin_requested", "time_signature", "tempo", "num_errors",
+                  "n_loop_markers", "n_marked_loops_repeating", "loop_files", "gen_rows"]
 NO_CONTROL = -1  # the requested value of a control that was not given
 # Without these a file cannot be merged: they form the key and say whether a row succeeded.
 KEY_COLUMNS = ["gen_id", "attempt", "track_idx"]
 REQUIRED_COLUMNS = [*KEY_COLUMNS, "status"]
-TEXT_COLUMNS = {"gen_id", "label", "midi_path", "status", "reason", "is_drum", "is_loop"}
+TEXT_COLUMNS = {"gen_id", "label", "midi_path", "status", "reason", "is_drum", "is_loop", "loop_files"}
 
 
 
@@ -139,6 +142,52 @@ def last_attempts(results: pd.DataFrame) -> pd.DataFrame:
     return results[attempt == last].reset_index(drop=True)
 
 
+def near_hits(name: str, requested: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Whether each measured value is *near* its request (broadcasts; NaN is never near).
+
+    For NOMML, the musical neighbourhood of :func:`mmmlib.data.nomml.near_levels` (same
+    binary/ternary/expressive feel, at most one subdivision apart); for the ordinal
+    controls (loop count, duration bins) one step either way.
+    """
+    requested, measured = np.asarray(requested, dtype=float), np.asarray(measured, dtype=float)
+    if name == "nomml":
+        return near_levels(requested, measured)
+    return np.isfinite(measured) & (np.abs(measured - requested) <= 1)
+
+
+def failed_generations(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the last attempt of each generation that never passed its checks.
+
+    They belong in an accuracy's denominator: :func:`scored_generations` adds them to the
+    final generations as misses, so failing is never a way to leave the sample.
+    """
+    ok = results["status"].astype(str).str.strip().str.lower().eq("ok")
+    attempt_ok = ok.groupby([results["gen_id"], results["attempt"]]).transform("all")
+    passed = set(results.loc[attempt_ok, "gen_id"])
+    failed = last_attempts(results[~results["gen_id"].isin(passed)])
+    return failed[failed["track_idx"].notna()].reset_index(drop=True)
+
+
+def scored_generations(results: pd.DataFrame, label_dir: str | Path) -> pd.DataFrame:
+    """What control accuracy is computed on: the final generations plus the failed ones as misses.
+
+    A failed generation's rows keep their requests and lose their measurements (every
+    ``*_measured`` column and ``n_loops_detected`` set to NaN), so every accuracy counts
+    them as misses; the column ``passed`` says which rows they are.
+
+    :param results: every row of a run (all attempts).
+    :param label_dir: the run's folder (for :func:`final_generations`).
+    """
+    final = final_generations(results, label_dir).assign(passed=True)
+    failed = failed_generations(results).assign(passed=False, midi_file="")
+    if failed.empty:
+        return final
+    measured = [c for c in failed.columns if c.endswith("_measured") or c == "n_loops_detected"]
+    failed[measured] = np.nan
+    failed["track_idx"] = failed["track_idx"].astype(int)
+    return pd.concat([final, failed], ignore_index=True)
+
+
 def control_accuracy(final: pd.DataFrame, name: str = "nomml", measured_column: str | None = None) -> pd.DataFrame:
     """Requested vs measured value of one control, per requested level.
 
@@ -151,7 +200,7 @@ def control_accuracy(final: pd.DataFrame, name: str = "nomml", measured_column: 
     :param name: the control, e.g. ``"nomml"`` (columns ``nomml_requested`` / ``nomml_measured``).
     :param measured_column: the measured column when it is not ``<name>_measured``.
     :return: one row per requested level (index ``level``): ``num_tracks``, ``measured_mean``,
-        ``exact_accuracy``, ``within1_accuracy``.
+        ``exact_accuracy``, ``near_accuracy`` (see :func:`near_hits`).
     """
     requested = pd.to_numeric(final[f"{name}_requested"], errors="coerce")
     measured = pd.to_numeric(final[measured_column or f"{name}_measured"], errors="coerce")
@@ -162,11 +211,11 @@ def control_accuracy(final: pd.DataFrame, name: str = "nomml", measured_column: 
         "level": req,
         "measured": meas,
         "exact_accuracy": np.where(known, meas == req, False).astype(float),
-        "within1_accuracy": np.where(known, np.abs(meas - req) <= 1, False).astype(float),
+        "near_accuracy": near_hits(name, req, meas).astype(float),
     })
     out = table.groupby("level").agg(num_tracks=("level", "size"), measured_mean=("measured", "mean"),
                                      exact_accuracy=("exact_accuracy", "mean"),
-                                     within1_accuracy=("within1_accuracy", "mean"))
+                                     near_accuracy=("near_accuracy", "mean"))
     out.index = [int(v) if float(v).is_integer() else v for v in out.index]
     out.index.name = "level"
     return out
