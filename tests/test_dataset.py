@@ -115,8 +115,9 @@ def test_loss_mask_is_zero_exactly_on_controls_and_placeholders(tok, tasks):
 
 def test_infill_samples_decode_to_the_same_music(tok, tasks):
     """Moving bars behind FillBar_Start and back loses nothing."""
-    full = SampleOptions(max_seq_len=100_000, infill_fraction=1.0, track_control_prob=0.0, bar_control_prob=0.0)
-    none = SampleOptions(max_seq_len=100_000, infill_fraction=0.0, track_control_prob=0.0, bar_control_prob=0.0,
+    no_controls = (("none", 1.0),)
+    full = SampleOptions(max_seq_len=100_000, infill_fraction=1.0, bar_control_prob=0.0, control_mix=no_controls)
+    none = SampleOptions(max_seq_len=100_000, infill_fraction=0.0, bar_control_prob=0.0, control_mix=no_controls,
                          min_track_fraction=1.0)
     for task in tasks[:4]:
         [infilled], _ = samples_of(tok, task, SampleOptions(**{**full.__dict__, "min_track_fraction": 1.0}))
@@ -128,6 +129,30 @@ def test_infill_samples_decode_to_the_same_music(tok, tasks):
         notes = [sorted(map(tuple, np.stack(list(t.notes.numpy().values())).T.tolist())) for t in a.score.tracks]
         expected = [sorted(map(tuple, np.stack(list(t.notes.numpy().values())).T.tolist())) for t in b.score.tracks]
         assert sorted(notes) == sorted(expected)
+
+
+def test_the_prompts_04_sends_are_common_training_headers(tok, tasks):
+    """Each prompt shape of 04 (none; NOMML; NOMML + loops; all) is a common header, bars mostly bare."""
+    from collections import Counter
+
+    from mmmlib.tokens.controls import LOOP_COUNT_TYPE, LOOP_DURATION_TYPE, NOMML_TYPE
+    from mmmlib.tokens.samples import draw_recipe, select_controls
+
+    prepared = tok.prepare(Score(tasks[0].path), tasks[0].loops)
+    track = next(t for t in tok.encode_prepared(prepared) if any(x.startswith(LOOP_COUNT_TYPE) for x in t.header))
+    every = frozenset(x.split("_", 1)[0] for x in track.header if x.startswith("AC"))
+    shapes = {frozenset(): "none", frozenset({NOMML_TYPE}): "nomml",
+              frozenset({NOMML_TYPE, LOOP_COUNT_TYPE, LOOP_DURATION_TYPE}): "nomml_loops", every: "all"}
+    rng, opts, counts, bars_with, bars = np.random.default_rng(0), SampleOptions(), Counter(), 0, 0
+    for _ in range(2000):
+        chosen = select_controls(tok, track, rng, opts, draw_recipe(rng, opts))
+        counts[shapes.get(frozenset(x.split("_", 1)[0] for x in chosen.header if x.startswith("AC")), "other")] += 1
+        bars_with += sum(any(x.startswith("AC") for x in bar) for bar in chosen.bars)
+        bars += len(chosen.bars)
+    assert len(every) >= 5
+    for shape in ("none", "nomml", "nomml_loops", "all"):
+        assert counts[shape] / 2000 > 0.18, counts  # at least their 0.2 share (plus the independent draws)
+    assert 0.15 < bars_with / bars < 0.3  # bar controls on about a quarter of bars, as bare as at generation
 
 
 def test_augmentation_transposes_pitched_tracks_only(tok, tasks):
@@ -263,7 +288,8 @@ def test_merge_refuses_shards_of_different_tokenizers(frozen, data_dir, tmp_path
 
 # --------------------------------------------------------------------------- notebook 02
 GOOD_PARAMS = dict(vocab_size=0, bpe_max_files=10, max_seq_len=512, expressive=True, microtiming_resolution=192,
-                   infill_fraction=0.75, min_track_fraction=0.4, track_control_prob=0.75, bar_control_prob=0.5,
+                   infill_fraction=0.75, min_track_fraction=0.4, track_control_prob=0.75, bar_control_prob=0.25,
+                   control_mix={"none": 0.2, "nomml": 0.2, "nomml_loops": 0.2, "all": 0.2, "independent": 0.2},
                    augment=True, augment_copies=1, use_nomml=True, use_loops=True, use_track_note_density=True,
                    use_track_polyphony=True, use_track_note_duration=True, use_track_repetition=True,
                    use_bar_note_density=True, use_bar_polyphony=True, use_bar_pitch_class=True,

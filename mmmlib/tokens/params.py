@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from mmmlib.core.params import Params, as_param_error, require
 from mmmlib.tokens.dataset import tokens_dir
-from mmmlib.tokens.samples import SampleOptions
+from mmmlib.tokens.samples import CONTROL_RECIPES, SampleOptions
 from mmmlib.tokens.tokenizer import ControlSwitches
 
 STEPS = ("all", "bpe", "samples")
@@ -35,6 +35,7 @@ class TokenizerParams(Params):
     min_track_fraction: float
     track_control_prob: float
     bar_control_prob: float
+    control_mix: dict
     augment: bool
     augment_copies: int
     use_nomml: bool
@@ -70,6 +71,11 @@ class TokenizerParams(Params):
             value = getattr(self, name)
             require(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
         require(self.min_track_fraction > 0, "min_track_fraction", "must be > 0 (a sample needs a track)")
+        unknown = sorted(set(self.control_mix) - set(CONTROL_RECIPES))
+        require(not unknown, "control_mix", f"has unknown recipes {unknown} (known: {', '.join(CONTROL_RECIPES)})")
+        weights = list(self.control_mix.values())
+        require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+                and sum(weights) > 0, "control_mix", f"needs weights >= 0 that sum to more than 0, got {self.control_mix}")
         require(self.augment_copies >= 0, "augment_copies", f"must be >= 0, got {self.augment_copies}")
         require(self.roundtrip_files >= 0, "roundtrip_files", f"must be >= 0, got {self.roundtrip_files}")
         require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
@@ -104,7 +110,8 @@ class TokenizerParams(Params):
         """How samples are cut and masked."""
         return SampleOptions(max_seq_len=self.max_seq_len, infill_fraction=self.infill_fraction,
                              min_track_fraction=self.min_track_fraction, track_control_prob=self.track_control_prob,
-                             bar_control_prob=self.bar_control_prob)
+                             bar_control_prob=self.bar_control_prob,
+                             control_mix=tuple((k, float(v)) for k, v in self.control_mix.items()))
 
     def param_errors(self) -> contextlib.AbstractContextManager[None]:
         """Context in which the library's :class:`~mmmlib.core.errors.ConfigError` becomes a

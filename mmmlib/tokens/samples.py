@@ -8,8 +8,10 @@ For one file (a :class:`~mmmlib.tokens.encoding.PreparedScore`):
    its tracks each (all selected tracks keep the same bars). A chunk that is not the
    whole file is re-encoded on its own, so that its track controls (NOMML, loops,
    density...) describe what the sample holds;
-3. per chunk, keep each track control with ``track_control_prob`` and each bar control
-   with ``bar_control_prob``, shuffle the tracks, and for ``infill_fraction`` of the
+3. per chunk, choose which controls its track headers keep from ``control_mix`` (see
+   :data:`CONTROL_RECIPES`: no control, NOMML only, NOMML and loop controls, all, or each
+   control kept with ``track_control_prob``), give ``bar_control_prob`` of the bars their
+   bar controls (each kept with probability 1/2), shuffle the tracks, and for ``infill_fraction`` of the
    samples mask 10-40 % of the bars of one track: each masked bar becomes ``Infill_Bar``
    and its content moves to the end between ``FillBar_Start`` and ``FillBar_End``;
 4. ids and the loss mask: 0 on controls and on ``Infill_Bar``, 1 everywhere else.
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from symusic import Note
 
+from mmmlib.tokens.controls import LOOP_COUNT_TYPE, LOOP_DURATION_TYPE, NOMML_TYPE
 from mmmlib.tokens.encoding import EncodedTrack, slice_prepared
 from mmmlib.tokens.special import FILL_END, FILL_START, INFILL_BAR, TRACK_END
 from mmmlib.tokens.vocab import loss_mask_lookup
@@ -37,6 +40,21 @@ if TYPE_CHECKING:
 
 MAX_TRANSPOSE = 6
 MAX_VELOCITY_BINS = 2
+# The control subsets a sample's track headers keep: the prompts 04 sends (no control; NOMML
+# only; NOMML and loop controls; every control) each get their own share of the samples, so
+# each is common in training. Independent draws alone make them vanishingly rare: with 7
+# controls kept at 0.75 each, "NOMML only" is 0.75 * 0.25**6 = 2e-4 of the headers.
+# "independent" keeps each control with ``track_control_prob`` (other combinations, e.g.
+# the studio's per-track choices). None means every control type.
+CONTROL_RECIPES: dict[str, frozenset[str] | None] = {
+    "none": frozenset(),
+    "nomml": frozenset({NOMML_TYPE}),
+    "nomml_loops": frozenset({NOMML_TYPE, LOOP_COUNT_TYPE, LOOP_DURATION_TYPE}),
+    "all": None,
+    "independent": None,
+}
+DEFAULT_CONTROL_MIX = (("none", 0.2), ("nomml", 0.2), ("nomml_loops", 0.2), ("all", 0.2), ("independent", 0.2))
+BAR_CONTROL_KEEP = 0.5  # each bar control of a bar that carries them
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,8 @@ class SampleOptions:
     min_track_fraction: float = 0.4
     infill_bar_fraction: tuple[float, float] = (0.1, 0.4)
     track_control_prob: float = 0.75
-    bar_control_prob: float = 0.5
+    bar_control_prob: float = 0.25
+    control_mix: tuple[tuple[str, float], ...] = DEFAULT_CONTROL_MIX
 
 
 @dataclass
@@ -79,14 +98,31 @@ def _control_of_type(tok: MMMLoop) -> dict[str, int]:
     return cached
 
 
-def select_controls(tok: MMMLoop, track: EncodedTrack, rng: np.random.Generator, opts: SampleOptions) -> EncodedTrack:
-    """Copy of ``track`` keeping each track control with ``track_control_prob`` and each
-    bar control of each bar with ``bar_control_prob``."""
+def draw_recipe(rng: np.random.Generator, opts: SampleOptions) -> str:
+    """One :data:`CONTROL_RECIPES` name, drawn with the weights of ``opts.control_mix``."""
+    names = [name for name, _ in opts.control_mix]
+    weights = np.asarray([w for _, w in opts.control_mix], dtype=float)
+    return names[int(rng.choice(len(names), p=weights / weights.sum()))]
+
+
+def select_controls(tok: MMMLoop, track: EncodedTrack, rng: np.random.Generator, opts: SampleOptions,
+                    recipe: str = "independent") -> EncodedTrack:
+    """Copy of ``track`` whose header keeps the track controls of ``recipe`` and whose bars
+    carry their bar controls for ``bar_control_prob`` of them (each then kept with 1/2).
+
+    :param recipe: a :data:`CONTROL_RECIPES` name (the sample's draw, see :func:`draw_recipe`).
+    """
     of_type = _control_of_type(tok)
     num_controls = len(tok.attribute_controls)
-    keep_track = rng.random(num_controls) < opts.track_control_prob
+    if recipe == "independent":
+        keep_track = rng.random(num_controls) < opts.track_control_prob
+    else:
+        kept = CONTROL_RECIPES[recipe]
+        keep_track = np.array([kept is None or any(t.split("_", 1)[0] in kept for t in c.tokens)
+                               for c in tok.attribute_controls], dtype=bool)
     header = [t for t in track.header if (c := of_type.get(t.split("_", 1)[0])) is None or keep_track[c]]
-    keep_bar = rng.random((len(track.bars), num_controls)) < opts.bar_control_prob
+    carries = rng.random(len(track.bars)) < opts.bar_control_prob
+    keep_bar = (rng.random((len(track.bars), num_controls)) < BAR_CONTROL_KEEP) & carries[:, None]
     bars = []
     for b, bar in enumerate(track.bars):
         bars.append([t for t in bar if t[0] != "A" or keep_bar[b, of_type[t.split("_", 1)[0]]]])
@@ -172,7 +208,8 @@ def measure(tok: MMMLoop, encoded: list[EncodedTrack]) -> tuple[list[int], list[
 def make_sample(tok: MMMLoop, tracks: list[EncodedTrack], rng: np.random.Generator, opts: SampleOptions,
                 bar_start: int, bar_end: int) -> Sample:
     """Select controls, assemble, encode ids and the loss mask of one chunk."""
-    chosen = [select_controls(tok, t, rng, opts) for t in tracks]
+    recipe = draw_recipe(rng, opts)  # one per sample: 04 asks every track of a loop the same way
+    chosen = [select_controls(tok, t, rng, opts, recipe) for t in tracks]
     tokens, infill_bars = assemble(chosen, rng, opts)
     ids = np.asarray(tok.tokens_to_ids(tokens), dtype=np.int32)
     mask = loss_mask_lookup(tok)[ids]
