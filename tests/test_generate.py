@@ -29,7 +29,7 @@ from mmmlib.generation import (
 )
 from mmmlib.generation import engine as gen_module
 from mmmlib.generation import sweep as runs
-from mmmlib.generation.sampling import SeededGumbel, bits_to_uniform
+from mmmlib.generation.sampling import SeededGumbel, SeededTopKSampler, bits_to_uniform
 from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer
 from tests.generate_fixtures import midi_of, one_thread, tiny_model, tiny_model_dir
 
@@ -105,6 +105,25 @@ def test_seeded_noise_samples_the_softmax():
     picks = noise(torch.zeros(20000, 0, dtype=torch.long), logits.clone()).argmax(dim=1)
     assert (picks != 2).all(), "a masked id was sampled"
     assert (picks == 1).float().mean().item() == pytest.approx(0.75, abs=0.015)
+
+
+def test_top_k_sampler_draws_what_the_full_vocabulary_warpers_draw():
+    """Top-k, top-p and the seeded noise on the k best ids give the full-vocabulary pipeline's sample."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(512, 3000, generator=generator) * 3
+    scores[:, ::3] = float("-inf")  # a grammar mask
+    ids = torch.zeros(512, 7, dtype=torch.long)
+    for top_k, top_p in ((20, 0.95), (5, 1.0), (0, 0.9)):
+        full = scores.clone()
+        if top_k:
+            full = TopKLogitsWarper(top_k)(ids, full)
+        full = TopPLogitsWarper(top_p)(ids, full) if top_p < 1 else full
+        expected = SeededGumbel(range(512), 3, torch.device("cpu"))(ids, full).argmax(dim=1)
+        sampled = SeededTopKSampler(range(512), 3, top_k, top_p, torch.device("cpu"))(ids, scores.clone())
+        assert torch.isfinite(sampled).sum(dim=1).eq(1).all()
+        assert (sampled.argmax(dim=1) == expected).float().mean() > 0.998, (top_k, top_p)
 
 
 # --------------------------------------------------------------------------- pieces

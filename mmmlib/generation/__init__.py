@@ -1,5 +1,8 @@
 """Generation (04): grammar-constrained, batched sampling of loops, infills and new tracks.
 
+- :mod:`~mmmlib.generation.language`: the token language the engine talks to, one
+  implementation per dialect (mmmlib's own, the published MIDI-GPT-Loop one):
+  grammar, prompts, controls by meaning, fill layout, decoding;
 - :mod:`~mmmlib.generation.constraint`: the logits processor that keeps every sampled id
   inside the token grammar (exact bar and track counts, no control tokens in content);
 - :mod:`~mmmlib.generation.sampling`: per-row seeded sampling over left-padded batches;
@@ -7,6 +10,7 @@
   loop; bar infill, track infill and new tracks on a piece) and their passes;
 - :mod:`~mmmlib.generation.engine`: :func:`generate` and :func:`generate_batch`;
 - :mod:`~mmmlib.generation.results`: the results schema that 04 writes and 05 reads;
+- :mod:`~mmmlib.generation.marked_loops`: loops the model marks, written as files and checked;
 - :mod:`~mmmlib.generation.sweep`: the 04 notebook's run (NOMML levels x generations, checks,
   retries, resumable ``RESULTS_{rank}.csv``).
 """
@@ -14,6 +18,7 @@
 from mmmlib.generation.constraint import GrammarConstraint, Plan, grammar_tables
 from mmmlib.generation.engine import Request, generate, generate_batch
 from mmmlib.generation.infill import BarInfill, PieceRequest, TrackInfill, piece_state
+from mmmlib.generation.language import Language, MarkedLoop, language_of, load_language
 from mmmlib.generation.loop import Generation, LoopRequest, TrackSpec, bar_control_tokens, derive_seed
 from mmmlib.generation.params import GenerateParams
 from mmmlib.generation.results import (
@@ -32,8 +37,8 @@ from mmmlib.generation.sweep import label_dir, plot_generations, run_generation,
 
 __all__ = [
     "NO_CONTROL", "RESULT_COLUMNS", "BarInfill", "GenerateParams", "Generation", "GrammarConstraint",
-    "LoopRequest", "PieceRequest", "Plan", "Request", "Sampling", "TrackInfill", "TrackSpec",
+    "Language", "LoopRequest", "MarkedLoop", "PieceRequest", "Plan", "Request", "Sampling", "TrackInfill", "TrackSpec",
     "bar_control_tokens", "control_accuracy", "derive_seed", "failed_generations", "final_generations", "generate", "generate_batch",
-    "grammar_tables", "label_dir", "last_attempts", "near_hits", "piece_state", "plot_generations", "read_results", "scored_generations",
+    "grammar_tables", "label_dir", "language_of", "last_attempts", "load_language", "near_hits", "piece_state", "plot_generations", "read_results", "scored_generations",
     "run_generation", "set_threads",
 ]

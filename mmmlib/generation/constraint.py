@@ -1,26 +1,33 @@
-"""Constrained decoding: the tokenizer's grammar as tensors, enforced on BPE ids, batched.
+"""Constrained decoding: a token language's grammar as tensors, enforced on BPE ids, batched.
 
-The allowed successions of token *families* come from :func:`mmmlib.tokens.vocab.grammar_rules`
-(MidiTok's REMI type graph, reshaped for MMM tracks, controls and infill markup). They
-are turned once per tokenizer into lookup tables over the BPE vocabulary
-(:class:`GrammarTables`):
+The allowed successions of token *families* come from the
+:class:`~mmmlib.generation.language.Language` (mmmlib's dialect: MidiTok's REMI type graph
+reshaped for MMM tracks, controls and infill markup; the published dialect: its REAPER
+layout with microtiming and loop markers). They are turned once per language into lookup
+tables over the BPE vocabulary (:class:`GrammarTables`). An id stands for all the base tokens
+BPE merged into it, whatever they are, so merges that cross structure tokens
+(``Bar_None TimeSig_4/4 Position_0`` as one id) are counted and checked token by token; an id
+that stands for no base token (the published ``▁``) is a pseudo token its language places.
 
 - ``follow[f, v]``: id ``v`` may come after family ``f``: the family of its *first*
   base token may follow ``f`` and every succession *inside* ``v`` is allowed;
-- per id: family of its last base token, ``Bar_None`` count, note count (``Pitch`` /
-  ``PitchDrum`` tokens), whether it is plain musical content (no control, placeholder or
-  structure token), whether it holds pitched or drum notes, a time signature or a tempo,
-  its largest ``Position`` (REMI can write positions past the end of a short bar, which
-  would move notes into the next bar: they are kept inside the current time signature);
+- per id: family of its last base token, ``Bar_None`` count (a row never writes more bars
+  than its segment holds), note count (``Pitch`` / ``PitchDrum`` tokens), whether it is plain
+  musical content (no control, placeholder or structure token), whether it holds pitched or
+  drum notes, its time signature, tempo and loop markers, its largest ``Position`` before its
+  own bar line (positions past the end of a short bar would move notes into the next bar: they
+  are kept inside the current time signature; positions after a bar line inside the id are
+  checked against the id's own time signature);
 - ``dist[f]``: fewest single-token ids after ``f`` before a bar or track may end
-  (``Position -> Tempo``, ``Pitch -> Velocity -> Duration``...), without starting a bar;
-  and the same when a note must still be written first (``TimeSig -> Pitch -> ...``).
+  (``Position -> Tempo``, ``Pitch -> Velocity -> Duration``...), without starting a bar and
+  without optional markup (loop markers); and the same when a note must still be written
+  first (``TimeSig -> Pitch -> ...``).
 
 :class:`GrammarConstraint` is a ``transformers`` logits processor that follows a
 :class:`Plan` per row: forced ids (track headers, fill headers, ``EOS``) and free
 segments of musical content that end with a given id (``Track_End`` or ``FillBar_End``)
-exactly when the segment holds its target number of bars (a fill holds one bar: no
-``Bar_None``). Its state is a handful of ``[batch]`` tensors and each step is a few
+exactly when the segment holds its target number of bars. A ``Loop_End`` needs an open
+``Loop_Start`` of its segment. Its state is a handful of ``[batch]`` tensors and each step is a few
 gathers and boolean ops over ``[batch, vocab]``: no Python loop over rows, no BPE
 decoding, no host sync. When a segment nears its token budget, or a bar its own budget
 (so that a model that never ends its bars still spreads its notes over every bar), the
@@ -38,23 +45,23 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import LogitsProcessor
 
-from mmmlib.tokens.tokenizer import BAR, TRACK_END
-from mmmlib.tokens.vocab import STRUCTURE_TOKENS, grammar_rules, token_family
+from mmmlib.generation.language import language_of
+from mmmlib.tokens.special import BAR, TRACK_END
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from mmmlib.tokens.tokenizer import MMMLoop
+    from mmmlib.generation.language import Language
 
 FORCE, FREE, DONE = 0, 1, 2  # kinds of plan steps
 NOTE_FAMILIES = frozenset({"Pitch", "PitchDrum"})
-NON_CONTENT = frozenset({*STRUCTURE_TOKENS, "Program"}) - {BAR}
 UNREACHABLE = 10_000
+NO_POSITION_LIMIT = 1 << 30
 
 
 @dataclass
 class GrammarTables:
-    """Per-id and per-family lookup tables of one tokenizer (see module doc)."""
+    """Per-id and per-family lookup tables of one language (see module doc)."""
 
     families: list[str]
     follow: torch.Tensor  # [F, V] bool
@@ -62,22 +69,24 @@ class GrammarTables:
     bars: torch.Tensor  # [V] long: Bar_None tokens in the id
     notes: torch.Tensor  # [V] long: Pitch/PitchDrum tokens in the id
     content: torch.Tensor  # [V] bool: only musical content (Bar, TimeSig, Position, notes, Tempo...)
-    is_bar: torch.Tensor  # [V] bool
+    is_bar: torch.Tensor  # [V] bool: the id is Bar_None alone
     has_pitch: torch.Tensor  # [V] bool: holds a Pitch token (pitched track)
     has_drum_pitch: torch.Tensor  # [V] bool: holds a PitchDrum token (drum track)
-    is_timesig: torch.Tensor  # [V] bool
-    position: torch.Tensor  # [V] long: largest Position value in the id, -1 none
-    bar_positions: torch.Tensor  # [V] long: positions in a bar of each TimeSig id (0 for other ids)
-    ts_slot: torch.Tensor  # [V] long: index of each TimeSig id among the T time signatures (T for others)
-    meter: torch.Tensor  # [(T+1)^2, V] bool: allowed time signature slot x current bar's slot (T: any)
+    is_timesig: torch.Tensor  # [V] bool: holds a TimeSig token
+    position: torch.Tensor  # [V] long: largest Position before the id's own bar or TimeSig, -1 none
+    ts_slot: torch.Tensor  # [V] long: index of the id's (last) TimeSig among the T time signatures, T: none
+    meter: torch.Tensor  # [(T+1)^2, V] bool: allowed for row time signature slot x current bar's slot (T: any)
     tempo: torch.Tensor  # [V] long: the single-token id of its Tempo, -1 none, -2 several
     program_drum: torch.Tensor  # [V] long: 1 Program_-1, 0 other programs, -1 not a program
+    loop_starts: torch.Tensor  # [V] long: Loop_Start tokens in the id
+    loop_ends: torch.Tensor  # [V] long: Loop_End tokens in the id
     dist: torch.Tensor  # [2F] long: rows F.. when a note is still needed
-    music: torch.Tensor  # [4F, V] bool: follow & content & pitch kind; + F drums, + 2F no Bar_None
+    music: torch.Tensor  # [2F, V] bool: follow & content & pitch kind; + F drums
     closing: torch.Tensor  # [4F, V] bool: single content ids that lower dist; + F drums, + 2F note needed
     bar_cost: int  # ids of an empty bar (Bar_None, then down to dist 0)
     max_dist: int  # largest finite dist
     margin: int  # largest rise of the closing need in one step
+    has_loops: bool  # the vocabulary has loop markers (their pairing is then tracked)
     single_id: dict[str, int] = field(repr=False)  # id of each base token
 
     def to(self, device: torch.device | str) -> GrammarTables:
@@ -142,55 +151,84 @@ def _follow_table(g: dict[str, frozenset[str]], families: list[str], id_families
     return follow
 
 
-def _value_tables(tok: MMMLoop, id_tokens: list[tuple[str, ...]], single_id: dict[str, int]) -> dict[str, torch.Tensor]:
-    """Per id: time signature, positions, tempo and program values (see :class:`GrammarTables`)."""
+def _meter_of(tokens: tuple[str, ...], ts_index: dict[str, int], limit_of: dict[str, int]) -> tuple[int, int, bool]:
+    """``(slot of the last TimeSig or -1, largest Position before the id's own bar, own positions fit)``.
+
+    Positions after a ``Bar_None`` or ``TimeSig`` inside the id belong to the id's own bar and
+    are checked here against its time signature; those before belong to the current bar.
+    """
+    slot, before, fits, own, own_ts = -1, -1, True, False, ""
+    for t in tokens:
+        kind = t.split("_", 1)[0]
+        if t == BAR:
+            own, own_ts = True, ""
+        elif kind == "TimeSig":
+            if slot >= 0 and ts_index[t] != slot:
+                fits = False  # two different time signatures in one id: never allowed
+            slot, own, own_ts = ts_index[t], True, t
+        elif kind == "Position":
+            value = int(t.split("_")[1])
+            if not own:
+                before = max(before, value)
+            elif own_ts and value >= limit_of[own_ts]:
+                fits = False
+    return slot, before, fits
+
+
+def _value_tables(lang: Language, id_tokens: list[tuple[str, ...]], single_id: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Per id: time signature, positions, tempo, program and loop marker values (see :class:`GrammarTables`)."""
     num_v = len(id_tokens)
+    timesigs = [t for t in single_id if t.startswith("TimeSig_")]
+    ts_index = {t: k for k, t in enumerate(timesigs)}
+    limit_of = {t: lang.bar_positions(t.split("_", 1)[1]) for t in timesigs}
+    num_ts = len(timesigs)
     tempo = torch.full((num_v,), -1, dtype=torch.long)
     program_drum = torch.full((num_v,), -1, dtype=torch.long)
-    bar_positions = torch.zeros(num_v, dtype=torch.long)
+    meters = [_meter_of(tokens, ts_index, limit_of) for tokens in id_tokens]
     for i, tokens in enumerate(id_tokens):
         tempos = [single_id[t] for t in tokens if t.startswith("Tempo_")]
         tempo[i] = tempos[0] if len(tempos) == 1 else (-2 if tempos else -1)
         if len(tokens) == 1 and tokens[0].startswith("Program_"):
             program_drum[i] = int(tokens[0] == "Program_-1")
-        if len(tokens) == 1 and tokens[0].startswith("TimeSig_"):  # positions count beats of the denominator
-            bar_positions[i] = int(tokens[0].split("_")[1].split("/")[0]) * tok.config.max_num_pos_per_beat
-    position = [max((int(t.split("_")[1]) for t in tokens if t.startswith("Position_")), default=-1)
-                for tokens in id_tokens]
-    position_t, is_timesig = torch.tensor(position), bar_positions > 0
-    ts_ids = is_timesig.nonzero().flatten()
-    num_ts = len(ts_ids)
-    ts_slot = torch.full((num_v,), num_ts, dtype=torch.long)
-    ts_slot[ts_ids] = torch.arange(num_ts)
-    # allowed slot a (num_ts: any) x bar slot b (num_ts: unknown, no position limit)
-    allowed_ts = torch.cat([~is_timesig[None, :] | (ts_slot[None, :] == torch.arange(num_ts)[:, None]),
-                            torch.ones(1, num_v, dtype=torch.bool)])
-    limits = torch.cat([bar_positions[ts_ids], torch.tensor([1 << 30])])
-    inside = position_t[None, :] < limits[:, None]
-    meter = (allowed_ts[:, None, :] & inside[None, :, :]).reshape((num_ts + 1) ** 2, num_v)
-    return {"tempo": tempo, "program_drum": program_drum, "bar_positions": bar_positions, "position": position_t,
-            "is_timesig": is_timesig, "ts_slot": ts_slot, "meter": meter}
+    slot = torch.tensor([m[0] for m in meters])
+    ts_slot = torch.where(slot >= 0, slot, num_ts)
+    position = torch.tensor([m[1] for m in meters])
+    fits = torch.tensor([m[2] for m in meters])
+    # allowed for row slot a (num_ts: any) x current bar slot b (num_ts: unknown, no position limit)
+    rows = torch.arange(num_ts + 1)[:, None]
+    allowed_ts = (ts_slot[None, :] == num_ts) | (ts_slot[None, :] == rows) | (rows == num_ts)
+    limits = torch.tensor([limit_of[t] for t in timesigs] + [NO_POSITION_LIMIT])
+    inside = position[None, :] < limits[:, None]
+    meter = (allowed_ts[:, None, :] & inside[None, :, :] & fits[None, None, :]).reshape((num_ts + 1) ** 2, num_v)
+    return {"tempo": tempo, "program_drum": program_drum, "position": position, "is_timesig": slot >= 0,
+            "ts_slot": ts_slot, "meter": meter,
+            "loop_starts": torch.tensor([tokens.count("Loop_Start") for tokens in id_tokens]),
+            "loop_ends": torch.tensor([tokens.count("Loop_End") for tokens in id_tokens])}
 
 
-def build_tables(tok: MMMLoop) -> GrammarTables:
-    """Lookup tables of ``tok`` (CPU tensors); see :func:`grammar_tables` for the cached version."""
-    g = grammar_rules(tok)
-    specials = frozenset(tok.special_tokens)
-    id_tokens = tok.id_tokens()
-    id_families = [[token_family(t, specials) for t in tokens] for tokens in id_tokens]
+def build_tables(lang: Language) -> GrammarTables:
+    """Lookup tables of a language (CPU tensors); see :func:`grammar_tables` for the cached version."""
+    g = lang.grammar()
+    id_tokens = lang.id_tokens()
+    id_families = [[lang.family(t) for t in tokens] for tokens in id_tokens]
     families = sorted(set(g) | {f for fams in id_families for f in fams})
     index = {f: i for i, f in enumerate(families)}
-    num_f, num_v = len(families), len(id_tokens)
-    single_id = {tokens[0]: i for i, tokens in enumerate(id_tokens) if len(tokens) == 1}
-    content_families = {f for f in families if f not in NON_CONTENT and not f.startswith("AC")}
+    num_f = len(families)
+    single_id: dict[str, int] = {}
+    for i, tokens in enumerate(id_tokens):  # the base id first: BPE may spell a base token again ("▁" + it)
+        if len(tokens) == 1:
+            single_id.setdefault(tokens[0], i)
+    content_families = {f for f in families if f not in lang.non_content and not f.startswith("AC")}
+    closable = content_families - lang.markers  # closing never writes optional markup
     follow = _follow_table(g, families, id_families)
     content = torch.tensor([all(f in content_families for f in fams) for fams in id_families])
-    plain_dist = _closing_distances(g, families, content_families)
-    dist = torch.tensor(plain_dist + _note_distances(g, families, content_families, plain_dist))
+    plain_dist = _closing_distances(g, families, closable)
+    dist = torch.tensor(plain_dist + _note_distances(g, families, closable, plain_dist))
     last_family = torch.tensor([index[fams[-1]] for fams in id_families])
     is_bar = torch.tensor([tokens == (BAR,) for tokens in id_tokens])
     single = torch.tensor([len(tokens) == 1 for tokens in id_tokens])
-    steps = follow & (content & single & ~is_bar)[None, :]
+    no_marker = torch.tensor([not any(f in lang.markers for f in fams) for fams in id_families])
+    steps = follow & (content & single & ~is_bar & no_marker)[None, :]
     note_ids = torch.tensor([len(f) == 1 and f[0] in NOTE_FAMILIES for f in id_families])
     closing = steps & (dist[last_family][None, :] < dist[:num_f, None])
     after = torch.where(note_ids, dist[last_family], dist[num_f + last_family])  # a note id meets the need
@@ -199,26 +237,33 @@ def build_tables(tok: MMMLoop) -> GrammarTables:
     has_drum_pitch = torch.tensor(["PitchDrum" in fams for fams in id_families])
     kinds = torch.stack([~has_drum_pitch, ~has_pitch])  # pitched track, drum track
     music = (follow & content[None, :])[None] & kinds[:, None, :]
-    music = torch.stack([music, music & ~is_bar[None, None, :]])  # no Bar_None once the bars are all there
     closing_all = torch.stack([closing, closing_note])[:, None] & kinds[None, :, None, :]
     finite = dist[dist < UNREACHABLE]
+    values = _value_tables(lang, id_tokens, single_id)
     return GrammarTables(
         families=families, follow=follow, last_family=last_family,
         bars=torch.tensor([sum(t == BAR for t in tokens) for tokens in id_tokens]),
         notes=torch.tensor([sum(f in NOTE_FAMILIES for f in fams) for fams in id_families]),
         content=content, is_bar=is_bar, has_pitch=has_pitch, has_drum_pitch=has_drum_pitch,
-        dist=dist, music=music.reshape(4 * num_f, num_v), closing=closing_all.reshape(4 * num_f, num_v),
+        dist=dist, music=music.reshape(2 * num_f, len(id_tokens)),
+        closing=closing_all.reshape(4 * num_f, len(id_tokens)),
         bar_cost=1 + int(dist[index["Bar"]]), max_dist=int(finite.max()), margin=int(finite.max()) + 1,
-        single_id=single_id, **_value_tables(tok, id_tokens, single_id),
+        has_loops=bool(values["loop_ends"].any()), single_id=single_id, **values,
     )
 
 
-def grammar_tables(tok: MMMLoop, device: torch.device | str = "cpu") -> GrammarTables:
-    """:func:`build_tables`, cached on the tokenizer per device."""
-    cache = tok.__dict__.setdefault("_mmmlib_grammar_tables", {})
+def grammar_tables(tok: Language | object, device: torch.device | str = "cpu") -> GrammarTables:
+    """:func:`build_tables` of a language (or of a tokenizer's, :func:`language_of`), cached per device.
+
+    :param tok: a :class:`~mmmlib.generation.language.Language` or a tokenizer of either dialect.
+    :param device: where the tensors go.
+    :return: the tables.
+    """
+    lang = language_of(tok)
+    cache = lang.cache.setdefault("grammar_tables", {})
     key = str(torch.device(device))
     if key not in cache:
-        cpu = cache.get("cpu") or build_tables(tok)
+        cpu = cache.get("cpu") or build_tables(lang)
         cache["cpu"] = cpu
         cache[key] = cpu.to(device)
     return cache[key]
@@ -307,6 +352,7 @@ class GrammarConstraint(LogitsProcessor):
         zeros = torch.zeros(len(plans), dtype=torch.long, device=device)
         self.ptr, self.bars, self.notes, self.used = zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone()
         self.bar_used = zeros.clone()  # ids since the last Bar_None of the segment
+        self.open_loops = zeros.clone()  # Loop_Start without their Loop_End in the segment
         self.family: torch.Tensor | None = None
 
     def _at(self, name: str) -> torch.Tensor:
@@ -323,6 +369,9 @@ class GrammarConstraint(LogitsProcessor):
         self.notes = (self.notes + counting * t.notes[token]) * keep
         self.used = (self.used + counting.long()) * keep
         self.bar_used = (self.bar_used + counting.long()) * keep * (t.bars[token] == 0).long()
+        if t.has_loops:
+            opened = self.open_loops + counting * (t.loop_starts[token] - t.loop_ends[token])
+            self.open_loops = opened.clamp(min=0) * keep
         self.ptr = torch.clamp(self.ptr + moving.long(), max=self.plan["kind"].shape[1] - 1)
         self.family = t.last_family[token]
         program = t.program_drum[token]
@@ -341,7 +390,11 @@ class GrammarConstraint(LogitsProcessor):
         row = self.family + self.num_families * self.drum.long()
         # time signature kept, notes inside the bar, tempo kept
         extra = self.tempo_ok & t.meter[self.ts * (self.any_ts + 1) + self.bar_ts]
-        music = t.music[row + 2 * self.num_families * (self.bars >= target).long()] & extra
+        # no more Bar_None than the segment's bars (an id may hold several); a Loop_End closes an open loop
+        extra = extra & (t.bars[None, :] <= (target - self.bars).clamp(min=0)[:, None])
+        if t.has_loops:
+            extra = extra & (t.loop_ends[None, :] <= self.open_loops[:, None])
+        music = t.music[row] & extra
         needs_note = (self.notes < min_notes).long()
         dist = t.dist[self.family + self.num_families * needs_note]
         need = dist + (target - self.bars) * t.bar_cost + 1 + t.margin

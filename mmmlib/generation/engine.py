@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from symusic import Score
 
 from mmmlib.generation.infill import PieceRequest, piece_job
+from mmmlib.generation.language import language_of
 from mmmlib.generation.loop import Generation, LoopRequest, loop_job, max_positions
 from mmmlib.generation.sampling import Pass, Sampling, run_passes
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedModel
 
+    from mmmlib.generation.language import Language
+    from mmmlib.tokens.published import PublishedTokenizer
     from mmmlib.tokens.tokenizer import MMMLoop
 
 # A request: a new loop, or (score or MIDI path, edits on it).
@@ -38,11 +41,11 @@ Request = LoopRequest | tuple[Any, PieceRequest]
 
 
 # --------------------------------------------------------------------------- entry points
-def _job(tok: MMMLoop, request: Request, positions: int) -> Generator[Pass, Any, Generation]:
+def _job(lang: Language, request: Request, positions: int) -> Generator[Pass, Any, Generation]:
     if isinstance(request, LoopRequest):
-        return loop_job(tok, request, positions)
+        return loop_job(lang, request, positions)
     score, piece_request = request
-    return piece_job(tok, load_score(score), piece_request, positions)
+    return piece_job(lang, load_score(score), piece_request, positions)
 
 
 def load_score(score_or_path: Score | str | Path) -> Score:
@@ -54,7 +57,7 @@ def load_score(score_or_path: Score | str | Path) -> Score:
     return score_or_path
 
 
-def generate_batch(model: PreTrainedModel, tok: MMMLoop, requests: Sequence[Request],
+def generate_batch(model: PreTrainedModel, tok: MMMLoop | PublishedTokenizer | Language, requests: Sequence[Request],
                    sampling: Sampling | None = None, batch_size: int = 64,
                    cache_implementation: str | None = None) -> list[Generation]:
     """Generate many requests on one device, ``batch_size`` rows per ``model.generate``.
@@ -64,16 +67,20 @@ def generate_batch(model: PreTrainedModel, tok: MMMLoop, requests: Sequence[Requ
     batches. Outputs equal :func:`generate` called request by request.
 
     :param model: the causal LM (eval mode), e.g. from :func:`mmmlib.training.model.load`.
-    :param tok: its tokenizer.
+    :param tok: its tokenizer, of either dialect (mmmlib's :class:`~mmmlib.tokens.tokenizer.MMMLoop` or
+        the published :class:`~mmmlib.tokens.published.PublishedTokenizer`), or its
+        :class:`~mmmlib.generation.language.Language`.
     :param requests: the requests (each with its seed).
-    :param sampling: sampling settings (default :class:`~mmmlib.generation.sampling.Sampling`).
+    :param sampling: sampling settings (default :class:`~mmmlib.generation.sampling.Sampling`; a
+        repetition penalty of 0 takes the language's default, 1.2 for the published model).
     :param batch_size: rows per ``model.generate`` call.
     :param cache_implementation: ``transformers`` KV cache (``"static"`` on GPU), None: dynamic.
     :return: one :class:`Generation` per request, in order.
     """
-    sampling = sampling or Sampling()
+    lang = language_of(tok)
+    sampling = (sampling or Sampling()).for_language(lang)
     positions = max_positions(model)
-    jobs = [_job(tok, r, positions) for r in requests]
+    jobs = [_job(lang, r, positions) for r in requests]
     outputs: list[Generation | None] = [None] * len(jobs)
     pending = {i: next(job) for i, job in enumerate(jobs)}  # validates every request first
     while pending:
@@ -82,7 +89,7 @@ def generate_batch(model: PreTrainedModel, tok: MMMLoop, requests: Sequence[Requ
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             passes = [pending[i] for i in chunk]
-            outs = run_passes(model, tok, passes, sampling, cache_implementation=cache_implementation)
+            outs = run_passes(model, lang, passes, sampling, cache_implementation=cache_implementation)
             results.update(zip(chunk, outs, strict=True))
         pending = {}
         for i, result in results.items():
@@ -93,7 +100,7 @@ def generate_batch(model: PreTrainedModel, tok: MMMLoop, requests: Sequence[Requ
     return outputs  # type: ignore[return-value]
 
 
-def generate(model: PreTrainedModel, tok: MMMLoop, score_or_path: Score | str | Path | None,
+def generate(model: PreTrainedModel, tok: MMMLoop | PublishedTokenizer | Language, score_or_path: Score | str | Path | None,
              request: LoopRequest | PieceRequest, sampling: Sampling | None = None) -> Generation:
     """Generate one request.
 

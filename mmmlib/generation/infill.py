@@ -1,19 +1,23 @@
 """Requests on an existing piece: bar infill, whole-track infill, new tracks (MMM style).
 
-The piece is encoded once (:meth:`MMMLoop.encode_score`, no controls) into per-track
+The piece is encoded once (:meth:`~mmmlib.generation.language.Language.encode_piece`, no controls) into per-track
 bars of base tokens (:class:`PieceState`); every pass edits that state, and the final
 state is decoded into the result. A pass only sees a window of at most
 ``context_bars`` bars of every track:
 
 - *bar infill* of bars ``[c0, c1)`` of a track: the window is centred on the bars, they
-  become ``Infill_Bar`` placeholders, and the model writes each one after the tracks,
-  between ``FillBar_Start TimeSig_x <bar controls>`` (forced) and ``FillBar_End``
-  (exactly one bar). Ranges longer than half the window go chunk by chunk;
+  become ``Infill_Bar`` placeholders, and the model writes them after the tracks in the
+  language's fill layout (:meth:`~mmmlib.generation.language.Language.fill_layout`): mmmlib's
+  dialect asks for each bar between ``FillBar_Start TimeSig_x <bar controls>`` (forced) and
+  ``FillBar_End`` (exactly one bar), the published one for all of them in one
+  ``FillBar_Start Bar_None ... FillBar_End`` span (exactly ``c1 - c0`` bars). Ranges longer
+  than half the window go chunk by chunk;
 - *whole-track infill* and *new tracks*: the other tracks of the first window, then the
-  track's header (``Track_Start Program_P <track controls>``) and the model writes the
-  track's bars up to ``Track_End``; bars beyond the first window are then infilled chunk
-  by chunk with windows that end at the chunk, so that the track is written left to
-  right, each chunk conditioned on what came before.
+  track's header (:meth:`~mmmlib.generation.language.Language.new_track_header`:
+  ``Track_Start Program_P <track controls>``, after ``Infill_Track`` in the published
+  dialect) and the model writes the track's bars up to ``Track_End``; bars beyond the first
+  window are then infilled chunk by chunk with windows that end at the chunk, so that the
+  track is written left to right, each chunk conditioned on what came before.
 
 Bars untouched by the request come back as the tokenizer encodes them (quantized to its
 grid, with microtiming in expressive mode); tempos and time signatures are the piece's.
@@ -27,26 +31,26 @@ from typing import TYPE_CHECKING, Any
 from symusic import Tempo, TimeSignature
 
 from mmmlib.generation.constraint import Plan, grammar_tables
+from mmmlib.generation.language import language_of
+from mmmlib.generation.language.base import split_at
 from mmmlib.generation.loop import (
     DEFAULT_MAX_TOKENS_PER_BAR,
     Generation,
     TrackSpec,
-    bar_control_tokens,
     check_program,
     derive_seed,
     segment_budget,
     track_stats,
 )
 from mmmlib.generation.sampling import Pass
-from mmmlib.tokens.tokenizer import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
-from mmmlib.tokens.vocab import track_prompt_tokens
+from mmmlib.tokens.special import BAR, FILL_END, INFILL_BAR, TRACK_END, TRACK_START
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
 
     from symusic import Score
 
-    from mmmlib.tokens.tokenizer import MMMLoop
+    from mmmlib.generation.language import Language
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,14 @@ class PieceState:
         return out
 
 
-def piece_state(tok: MMMLoop, score: Score) -> PieceState:
-    """Encode ``score`` (no controls) into a :class:`PieceState`; every track gets every bar."""
-    encoded = tok.encode_score(score, bar_controls=False)
+def piece_state(tok: Language | object, score: Score) -> PieceState:
+    """Encode ``score`` (no controls) into a :class:`PieceState`; every track gets every bar.
+
+    :param tok: a language, or a tokenizer of either dialect.
+    :param score: the piece.
+    :return: the state.
+    """
+    encoded = language_of(tok).encode_piece(score)
     num_bars = max((len(e.bars) for e in encoded), default=0)
     timesigs, current = [], "TimeSig_4/4"
     for b in range(num_bars):
@@ -142,14 +151,14 @@ def piece_state(tok: MMMLoop, score: Score) -> PieceState:
         timesigs.append(current)
     tracks = []
     for e in encoded:
-        bars = [[t for t in bar if not t.startswith("AC")] for bar in e.bars]
+        bars = [list(bar) for bar in e.bars]
         bars += [[BAR, timesigs[b]] for b in range(len(bars), num_bars)]
         tracks.append(PieceTrack(e.program, bars))
     return PieceState(tracks, timesigs, {e.track_idx: i for i, e in enumerate(encoded)})
 
 
-def check_piece_request(tok: MMMLoop, score: Score, state: PieceState, request: PieceRequest) -> None:
-    """Raise ``ValueError`` for a request that does not fit the piece or the tokenizer."""
+def check_piece_request(lang: Language, score: Score, state: PieceState, request: PieceRequest) -> None:
+    """Raise ``ValueError`` for a request that does not fit the piece or the language."""
     if request.context_bars < 1:
         raise ValueError(f"context_bars must be >= 1, got {request.context_bars}")
     if state.num_bars == 0:
@@ -164,12 +173,12 @@ def check_piece_request(tok: MMMLoop, score: Score, state: PieceState, request: 
         for bar, controls in infill.bar_controls.items():
             if not infill.bar_start <= bar < infill.bar_end:
                 raise ValueError(f"bar controls given for bar {bar}, outside [{infill.bar_start}, {infill.bar_end})")
-            bar_control_tokens(tok, controls)
+            lang.bar_control_tokens(controls)
     for infill in request.track_infills:
-        track_prompt_tokens(tok, 0, infill.controls)
+        lang.track_header(0, infill.controls)
     for spec in request.new_tracks:
         check_program(spec.program)
-        track_prompt_tokens(tok, spec.program, spec.controls)
+        lang.track_header(spec.program, spec.controls)
 
 
 def centred_window(c0: int, c1: int, context: int, num_bars: int) -> range:
@@ -193,44 +202,34 @@ def _context(state: PieceState, target: int, window: range, hidden: range, heade
     return tokens
 
 
-def infill_pass(tok: MMMLoop, state: PieceState, target: int, bars: range, window: range, header: list[str],
+def infill_pass(lang: Language, state: PieceState, target: int, bars: range, window: range, header: list[str],
                 bar_controls: Mapping[int, Mapping[str, Any]], budget_per_bar: int, positions: int,
                 seed: int) -> Pass:
     """Pass that rewrites ``bars`` of track ``target``, seeing only ``window``."""
-    tables = grammar_tables(tok)
-    prompt = tok.tokens_to_ids(_context(state, target, window, bars, header, skip_target=False))
-    fill_headers = [tok.tokens_to_ids([FILL_START, state.timesigs[b], *bar_control_tokens(tok, bar_controls.get(b))])
-                    for b in bars]
+    tables = grammar_tables(lang)
+    prompt = lang.tokens_to_ids(_context(state, target, window, bars, header, skip_target=False))
+    layout = lang.fill_layout([state.timesigs[b] for b in bars], [lang.bar_control_tokens(bar_controls.get(b))
+                                                                  for b in bars])
+    fill_headers = [lang.tokens_to_ids(segment.header) for segment in layout]
     room = positions - len(prompt) - sum(len(h) for h in fill_headers) - 1
-    budget = segment_budget(budget_per_bar, room, len(bars))
-    plan = Plan(drum=state.tracks[target].program == -1)
-    for fill_header in fill_headers:
-        plan.force(fill_header).free(0, tables.single_id[FILL_END], budget, min_notes=0)
+    plan = Plan(drum=state.tracks[target].program == -1, timesig_id=tables.single_id[state.timesigs[bars.start]])
+    for segment, fill_header in zip(layout, fill_headers, strict=True):
+        bars_in = max(1, segment.num_bars)
+        budget = segment_budget(budget_per_bar * bars_in, room * bars_in // len(bars), 1)
+        plan.force(fill_header).free(segment.num_bars, tables.single_id[FILL_END], budget, min_notes=0,
+                                     bar_budget=budget // bars_in if segment.num_bars else 0)
     return Pass(prompt, plan, seed)
 
 
-def track_pass(tok: MMMLoop, state: PieceState, target: int, window: range, header: list[str],
+def track_pass(lang: Language, state: PieceState, target: int, window: range, header: list[str],
                budget_per_bar: int, positions: int, seed: int) -> Pass:
     """Pass that writes track ``target`` over ``window`` after the other tracks."""
-    tables = grammar_tables(tok)
-    prompt = tok.tokens_to_ids(_context(state, target, window, range(0), header, skip_target=True) + header)
+    tables = grammar_tables(lang)
+    prompt = lang.tokens_to_ids(_context(state, target, window, range(0), header, skip_target=True) + header)
     budget = segment_budget(budget_per_bar * len(window), positions - len(prompt) - 1, 1)
     plan = Plan(drum=state.tracks[target].program == -1, timesig_id=tables.single_id[state.timesigs[window.start]])
     plan.free(len(window), tables.single_id[TRACK_END], budget, min_notes=1, bar_budget=max(1, budget // len(window)))
     return Pass(prompt, plan, seed)
-
-
-def split_generated(tokens: Sequence[str], start: str, end: str) -> list[list[str]]:
-    """Pieces of ``tokens`` that begin with ``start`` (excluded), up to ``end`` (excluded)."""
-    pieces: list[list[str]] = []
-    for token in tokens:
-        if token == start:
-            pieces.append([])
-        elif token == end:
-            continue
-        elif pieces:
-            pieces[-1].append(token)
-    return pieces
 
 
 def _set_bars(state: PieceState, target: int, bars: Sequence[int], contents: Sequence[list[str]]) -> None:
@@ -240,28 +239,28 @@ def _set_bars(state: PieceState, target: int, bars: Sequence[int], contents: Seq
         state.tracks[target].bars[b] = [BAR, state.timesigs[b], *body]
 
 
-def write_track(tok: MMMLoop, state: PieceState, target: int, header: list[str], request: PieceRequest,
+def write_track(lang: Language, state: PieceState, target: int, header: list[str], request: PieceRequest,
                 positions: int, seeds: Any) -> Generator[Pass, Any, None]:
     """Passes writing track ``target`` from scratch: a first window, then chunks left to right."""
     state.tracks[target].bars = state.empty_bars()
     first = range(0, min(request.context_bars, state.num_bars))
-    result = yield track_pass(tok, state, target, first, header, request.max_tokens_per_bar, positions, next(seeds))
-    generated = split_generated(tok.ids_to_tokens(result.ids)[0], BAR, TRACK_END)
+    result = yield track_pass(lang, state, target, first, header, request.max_tokens_per_bar, positions, next(seeds))
+    generated = split_at(lang.ids_to_tokens(result.ids)[0], BAR, TRACK_END)
     _set_bars(state, target, first, generated)
     step = max(1, request.context_bars // 2)
     for c0 in range(first.stop, state.num_bars, step):
         chunk = range(c0, min(c0 + step, state.num_bars))
         window = range(max(0, chunk.stop - request.context_bars), chunk.stop)
-        yield from fill_bars(tok, state, target, chunk, window, header, {}, request, positions, seeds)
+        yield from fill_bars(lang, state, target, chunk, window, header, {}, request, positions, seeds)
 
 
-def fill_bars(tok: MMMLoop, state: PieceState, target: int, chunk: range, window: range, header: list[str],
+def fill_bars(lang: Language, state: PieceState, target: int, chunk: range, window: range, header: list[str],
               bar_controls: Mapping[int, Mapping[str, Any]], request: PieceRequest, positions: int,
               seeds: Any) -> Generator[Pass, Any, None]:
     """One bar-infill pass over ``chunk`` and the update of the state."""
-    result = yield infill_pass(tok, state, target, chunk, window, header, bar_controls,
+    result = yield infill_pass(lang, state, target, chunk, window, header, bar_controls,
                                request.max_tokens_per_bar, positions, next(seeds))
-    _set_bars(state, target, chunk, split_generated(tok.ids_to_tokens(result.ids)[0], FILL_START, FILL_END))
+    _set_bars(state, target, chunk, lang.fill_contents(lang.ids_to_tokens(result.ids)[0]))
 
 
 def _restore_meter(score: Score, original: Score) -> Score:
@@ -275,13 +274,13 @@ def _restore_meter(score: Score, original: Score) -> Score:
     return score
 
 
-def piece_job(tok: MMMLoop, score: Score, request: PieceRequest, positions: int) -> Generator[Pass, Any, Generation]:
+def piece_job(lang: Language, score: Score, request: PieceRequest, positions: int) -> Generator[Pass, Any, Generation]:
     """Passes of a piece request, in order; returns the edited piece's :class:`Generation`."""
-    state = piece_state(tok, score)
-    check_piece_request(tok, score, state, request)
+    state = piece_state(lang, score)
+    check_piece_request(lang, score, state, request)
     seeds = (derive_seed(request.seed, k) for k in range(1 << 30))
     totals = {"tokens": 0, "seconds": 0.0, "passes": 0, "steps": 0}
-    gen = _passes(tok, score, state, request, positions, seeds)
+    gen = _passes(lang, score, state, request, positions, seeds)
     result = None
     while True:
         try:
@@ -294,13 +293,13 @@ def piece_job(tok: MMMLoop, score: Score, request: PieceRequest, positions: int)
         totals["passes"] += 1
         totals["steps"] += result.steps
     tokens = state.tokens()
-    decoded = tok.decode_tokens(tokens)
+    decoded = lang.decode(tokens)
     bars, programs = track_stats(tokens)
     return Generation(_restore_meter(decoded.score, score), tokens, bars, programs, totals["tokens"],
                       totals["seconds"], decoded.num_errors, totals["passes"], totals["steps"])
 
 
-def _passes(tok: MMMLoop, score: Score, state: PieceState, request: PieceRequest, positions: int,
+def _passes(lang: Language, score: Score, state: PieceState, request: PieceRequest, positions: int,
             seeds: Any) -> Generator[Pass, Any, None]:
     step = max(1, request.context_bars // 2)
     for infill in request.bar_infills:
@@ -309,13 +308,13 @@ def _passes(tok: MMMLoop, score: Score, state: PieceState, request: PieceRequest
         for c0 in range(infill.bar_start, infill.bar_end, step):
             chunk = range(c0, min(c0 + step, infill.bar_end))
             window = centred_window(chunk.start, chunk.stop, request.context_bars, state.num_bars)
-            yield from fill_bars(tok, state, target, chunk, window, header, infill.bar_controls, request,
+            yield from fill_bars(lang, state, target, chunk, window, header, infill.bar_controls, request,
                                  positions, seeds)
     for infill in request.track_infills:
         target = state.track(score, infill.track)
-        header = track_prompt_tokens(tok, state.tracks[target].program, infill.controls)
-        yield from write_track(tok, state, target, header, request, positions, seeds)
+        header = lang.new_track_header(state.tracks[target].program, infill.controls)
+        yield from write_track(lang, state, target, header, request, positions, seeds)
     for spec in request.new_tracks:
         state.tracks.append(PieceTrack(spec.program, state.empty_bars()))
-        header = track_prompt_tokens(tok, spec.program, spec.controls)
-        yield from write_track(tok, state, len(state.tracks) - 1, header, request, positions, seeds)
+        header = lang.new_track_header(spec.program, spec.controls)
+        yield from write_track(lang, state, len(state.tracks) - 1, header, request, positions, seeds)

@@ -16,16 +16,16 @@ import numpy as np
 from symusic import Score, Tempo
 
 from mmmlib.generation.constraint import Plan, grammar_tables
+from mmmlib.generation.language import language_of
 from mmmlib.generation.sampling import Pass
-from mmmlib.tokens.tokenizer import TRACK_END, TRACK_START
-from mmmlib.tokens.vocab import control_types, track_prompt_tokens
+from mmmlib.tokens.special import TRACK_END, TRACK_START
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
 
     from transformers import PreTrainedModel
 
-    from mmmlib.tokens.tokenizer import MMMLoop
+    from mmmlib.generation.language import Language, MarkedLoop
 
 DEFAULT_MAX_TOKENS_PER_BAR = 128
 
@@ -34,9 +34,12 @@ DEFAULT_MAX_TOKENS_PER_BAR = 128
 class TrackSpec:
     """A track to generate: GM program (``-1`` drums) and track controls.
 
-    :param controls: ``{control type: value}``, the type with or without its ``ACTrack``
-        prefix, e.g. ``{"NOMML": 4, "LoopCount": "1", "LoopDuration": "8-12",
-        "NoteDensityMin": 4}``; leave a control out for "no control".
+    :param controls: ``{control type: value}`` in the tokenizer's names, e.g. with mmmlib's
+        dialect ``{"NOMML": 4, "LoopCount": "1", "LoopDuration": "8-12", "NoteDensityMin": 4}``
+        (``ACTrack`` prefix optional), with the published one ``{"ACMedianMetricLevel": 4,
+        "ACLoopCount": "1", "ACLoopDurationQuantile": 2}``; leave a control out for "no
+        control". :meth:`Language.control_values <mmmlib.generation.language.Language.control_values>`
+        gives NOMML and loop controls by meaning in either dialect.
     """
 
     program: int
@@ -81,6 +84,8 @@ class Generation:
         the steps its rows waited for longer rows of their batch).
     :param tokens_per_track: ids generated for each track of a loop (its forced header,
         bars and ``Track_End``; the first header is the prompt); empty for pieces.
+    :param loops: the loops the sequence marks (``Loop_Start`` ... ``Loop_End``, published
+        dialect), in the score's tracks and ticks.
     """
 
     score: Score
@@ -93,11 +98,12 @@ class Generation:
     num_passes: int = 1
     num_steps: int = 0
     tokens_per_track: list[int] = field(default_factory=list)
+    loops: list[MarkedLoop] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- checks
-def check_request(tok: MMMLoop, request: LoopRequest) -> None:
-    """Raise ``ValueError`` for a request the tokenizer cannot express (before any model work)."""
+def check_request(lang: Language, request: LoopRequest) -> None:
+    """Raise ``ValueError`` for a request the language cannot express (before any model work)."""
     if request.num_bars < 1:
         raise ValueError(f"num_bars must be >= 1, got {request.num_bars}")
     if not request.tracks:
@@ -106,9 +112,9 @@ def check_request(tok: MMMLoop, request: LoopRequest) -> None:
         raise ValueError(f"max_tokens_per_bar must be >= 4, got {request.max_tokens_per_bar}")
     for spec in request.tracks:
         check_program(spec.program)
-        track_prompt_tokens(tok, spec.program, spec.controls)  # raises on unknown controls
-    if request.time_signature is not None and f"TimeSig_{request.time_signature}" not in tok.vocab:
-        known = sorted(t.split("_", 1)[1] for t in tok.vocab if t.startswith("TimeSig_"))
+        lang.track_header(spec.program, spec.controls)  # raises on unknown controls
+    if request.time_signature is not None and not lang.has_token(f"TimeSig_{request.time_signature}"):
+        known = sorted(lang.values_of("TimeSig"))
         raise ValueError(f"time signature {request.time_signature!r} is not in the tokenizer: {known}")
     if request.tempo is not None and request.tempo <= 0:
         raise ValueError(f"tempo must be > 0, got {request.tempo}")
@@ -120,10 +126,9 @@ def check_program(program: int) -> None:
         raise ValueError(f"program must be in 0-127 (or -1 for drums), got {program}")
 
 
-def nearest_tempo_token(tok: MMMLoop, qpm: float) -> str:
+def nearest_tempo_token(lang: Language, qpm: float) -> str:
     """The tempo token closest to ``qpm``."""
-    tempos = [t for t in tok.vocab if t.startswith("Tempo_")]
-    return min(tempos, key=lambda t: abs(float(t.split("_", 1)[1]) - qpm))
+    return "Tempo_" + min(lang.values_of("Tempo"), key=lambda v: abs(float(v) - qpm))
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -145,10 +150,10 @@ def segment_budget(wanted: int, room: int, segments: int) -> int:
 
 
 # --------------------------------------------------------------------------- loops
-def loop_pass(tok: MMMLoop, request: LoopRequest, positions: int) -> Pass:
+def loop_pass(lang: Language, request: LoopRequest, positions: int) -> Pass:
     """The single pass of a loop request: first header as prompt, the rest forced in the plan."""
-    tables = grammar_tables(tok)
-    headers = [tok.tokens_to_ids(track_prompt_tokens(tok, s.program, s.controls)) for s in request.tracks]
+    tables = grammar_tables(lang)
+    headers = [lang.tokens_to_ids(lang.track_header(s.program, s.controls)) for s in request.tracks]
     forced = sum(len(h) for h in headers[1:]) + 1
     budget = segment_budget(request.num_bars * request.max_tokens_per_bar, positions - len(headers[0]) - forced,
                             len(headers))
@@ -156,7 +161,7 @@ def loop_pass(tok: MMMLoop, request: LoopRequest, positions: int) -> Pass:
     if request.time_signature is not None:
         plan.timesig_id = tables.single_id[f"TimeSig_{request.time_signature}"]
     if request.tempo is not None:
-        plan.tempo_id = tables.single_id[nearest_tempo_token(tok, request.tempo)]
+        plan.tempo_id = tables.single_id[nearest_tempo_token(lang, request.tempo)]
     end_id = tables.single_id[TRACK_END]
     for i, header in enumerate(headers):
         if i:
@@ -196,41 +201,38 @@ def clip_to_bars(score: Score, num_bars: int) -> Score:
     return score
 
 
-def decode_generation(tok: MMMLoop, ids: Sequence[int], tempo: float | None = None,
+def decode_generation(lang: Language, ids: Sequence[int], tempo: float | None = None,
                       num_bars: int | None = None) -> Generation:
     """Decode a full id sequence into a :class:`Generation` (counts left to the caller)."""
-    tokens, unknown = tok.ids_to_tokens(ids)
-    result = tok.decode_tokens(tokens)
+    tokens, unknown = lang.ids_to_tokens(ids)
+    result = lang.decode(tokens)
     score = result.score
     if tempo is not None:
         score.tempos = [Tempo(0, float(tempo))]
     if num_bars is not None:
         score = clip_to_bars(score, num_bars)
     bars, programs = track_stats(tokens)
-    return Generation(score, tokens, bars, programs, num_errors=result.num_errors + unknown)
+    return Generation(score, tokens, bars, programs, num_errors=result.num_errors + unknown, loops=result.loops)
 
 
-def loop_job(tok: MMMLoop, request: LoopRequest, positions: int) -> Generator[Pass, Any, Generation]:
+def loop_job(lang: Language, request: LoopRequest, positions: int) -> Generator[Pass, Any, Generation]:
     """Passes of a loop request (one), then its :class:`Generation`."""
-    check_request(tok, request)
-    first = loop_pass(tok, request, positions)
+    check_request(lang, request)
+    first = loop_pass(lang, request, positions)
     result = yield first
-    generation = decode_generation(tok, first.prompt + result.ids, request.tempo, request.num_bars)
+    generation = decode_generation(lang, first.prompt + result.ids, request.tempo, request.num_bars)
     generation.num_tokens, generation.seconds, generation.num_steps = len(result.ids), result.seconds, result.steps
-    ends = [i + 1 for i, v in enumerate(result.ids) if v == grammar_tables(tok).single_id[TRACK_END]]
+    ends = [i + 1 for i, v in enumerate(result.ids) if v == grammar_tables(lang).single_id[TRACK_END]]
     generation.tokens_per_track = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     return generation
 
 
-def bar_control_tokens(tok: MMMLoop, controls: Mapping[str, Any] | None) -> list[str]:
-    """Bar control tokens, in the order the encoder writes them (type without ``ACBar`` prefix allowed)."""
-    _, bar_types = control_types(tok)
-    tokens: dict[str, list[str]] = {}
-    for kind, value in (controls or {}).items():
-        full = kind if kind.startswith("AC") else f"ACBar{kind}"
-        values = value if isinstance(value, (list, tuple)) else [value]  # pitch classes: several
-        for v in values:
-            if full not in bar_types or f"{full}_{v}" not in tok.vocab:
-                raise ValueError(f"unknown bar control {full}_{v} (bar controls of this tokenizer: {bar_types})")
-        tokens[full] = [f"{full}_{v}" for v in values]
-    return [t for k in bar_types for t in tokens.get(k, [])]
+def bar_control_tokens(tok: Language | object, controls: Mapping[str, Any] | None) -> list[str]:
+    """Bar control tokens of a language (or a tokenizer's), in the order the encoder writes them.
+
+    :param tok: a language or a tokenizer.
+    :param controls: ``{control type: value}`` (mmmlib's dialect: ``ACBar`` prefix optional).
+    :return: base tokens.
+    :raises ValueError: for an unknown control, or controls in a dialect without them here.
+    """
+    return language_of(tok).bar_control_tokens(controls)

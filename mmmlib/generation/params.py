@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from mmmlib.core.params import ParamError, Params, require
 from mmmlib.generation.results import NO_CONTROL
-from mmmlib.tokens.controls import LOOP_COUNT_TYPE, LOOP_DURATION_TYPE, NOMML_TYPE
 
 
 @dataclasses.dataclass
@@ -48,13 +47,22 @@ class GenerateParams(Params):
     device: str
     num_threads: int
     num_plots: int
+    tokenizer_path: str = ""  # last, with a default: callers written before it keep working
 
     def check(self) -> None:
+        from mmmlib.training.model import tokenizer_file
+
         model_dir = Path(self.model_dir)
         require((model_dir / "config.json").is_file(), "model_dir",
-                f"is not a model folder (no config.json): {self.model_dir!r} (the model_dir of 03_train)")
-        require((model_dir / "tokenizer.json").is_file(), "model_dir",
-                f"has no tokenizer.json: {self.model_dir!r} (03_train copies the tokenizer into the model folder)")
+                f"is not a model folder (no config.json): {self.model_dir!r} (the model_dir of 03_train, or a "
+                "published MIDI-GPT-Loop folder)")
+        require(not self.tokenizer_path or Path(self.tokenizer_path).is_file(), "tokenizer_path",
+                f"is not a file: {self.tokenizer_path!r} (the published MMM_epl_mistral_tokenizer_with_acs.json, "
+                "an mmmlib tokenizer.json, or '' for the model folder's own)")
+        try:
+            tokenizer = tokenizer_file(model_dir, self.tokenizer_path or None)
+        except FileNotFoundError as exc:
+            raise ParamError(f"parameter `tokenizer_path` is '' but {exc}") from exc
         require(bool(self.output_folder), "output_folder", "must not be empty")
         require(bool(self.label) and "/" not in self.label, "label", f"must be a folder name, got {self.label!r}")
         require(self.num_ranks >= 1, "num_ranks", f"must be >= 1, got {self.num_ranks}")
@@ -71,13 +79,14 @@ class GenerateParams(Params):
         require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         require(self.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {self.top_k}")
         require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
-        require(self.repetition_penalty > 0, "repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
+        require(self.repetition_penalty >= 0, "repetition_penalty",
+                f"must be > 0, or 0 for the model's default (1.2 published, 1.0 mmmlib), got {self.repetition_penalty}")
         require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
         require(self.num_plots >= 0, "num_plots", f"must be >= 0, got {self.num_plots}")
         require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
         require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
                 f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        check_against_tokenizer(self)  # reads tokenizer.json only, never the model
+        check_against_tokenizer(self, tokenizer)  # reads the tokenizer file only, never the model
 
     def _check_programs(self) -> None:
         if isinstance(self.programs, str):
@@ -90,23 +99,28 @@ class GenerateParams(Params):
             require(-1 <= program <= 127, "programs", f"must be GM programs 0-127 or -1 (drums), got {program}")
 
 
-def check_against_tokenizer(p: GenerateParams) -> None:
-    """Reject controls and settings the model's tokenizer cannot express (reads tokenizer.json only)."""
-    from mmmlib.tokens.tokenizer import load_tokenizer
-    from mmmlib.tokens.vocab import control_ids, track_prompt_tokens
+def check_against_tokenizer(p: GenerateParams, path: str | Path) -> None:
+    """Reject controls and settings the model's tokenizer cannot express (reads the tokenizer file only).
 
-    tok = load_tokenizer(Path(p.model_dir) / "tokenizer.json")
-    types = control_ids(tok)
-    require(p.nomml == NO_CONTROL or NOMML_TYPE in types, "nomml",
+    :param p: the run's parameters.
+    :param path: the tokenizer file (either dialect).
+    """
+    from mmmlib.generation.language import load_language
+
+    lang = load_language(path)
+    require(p.nomml == NO_CONTROL or lang.supports("nomml"), "nomml",
             f"is {p.nomml} but the tokenizer has no NOMML control (built with use_nomml false): use -1")
-    require(not p.loop_controls or (LOOP_COUNT_TYPE in types and LOOP_DURATION_TYPE in types), "loop_controls",
+    require(not p.loop_controls or (lang.supports("loop_count") and lang.supports("loop_duration")), "loop_controls",
             "is true but the tokenizer has no loop controls (built with use_loops false)")
     try:
-        track_prompt_tokens(tok, 0, p.track_controls)
+        lang.track_header(0, p.track_controls)
     except ValueError as exc:
         raise ParamError(f"parameter `track_controls` {exc}; track controls of this tokenizer: "
-                         f"{sorted(t for t in types if t.startswith('ACTrack'))}") from exc
+                         f"{lang.track_control_types()}") from exc
+    for program in ([] if isinstance(p.programs, str) else p.programs):
+        require(lang.has_token(f"Program_{program}"), "programs",
+                f"holds {program}, a program the {lang.name} tokenizer lacks")
     if p.time_signature:
-        known = sorted(t.split("_", 1)[1] for t in tok.vocab if t.startswith("TimeSig_"))
-        require(f"TimeSig_{p.time_signature}" in tok.vocab, "time_signature",
+        known = sorted(lang.values_of("TimeSig"))
+        require(lang.has_token(f"TimeSig_{p.time_signature}"), "time_signature",
                 f"must be one of the tokenizer's {known} or '' (sampled), got {p.time_signature!r}")

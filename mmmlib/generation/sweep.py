@@ -3,7 +3,15 @@
 Layout, as the MIDI-GPT-Loop scripts use it::
 
     {output_folder}/{label}/MIDI/{gen_id}_a{attempt}.mid
+    {output_folder}/{label}/MIDI/loops/{gen_id}_a{attempt}_t{track}_{k}.mid   loops the model marked
     {output_folder}/{label}/RESULTS_{rank}.csv     one row per generated track and attempt
+
+The run speaks the model's token language (:func:`~mmmlib.generation.language.language_of`):
+NOMML and loop controls are asked by meaning (:meth:`Language.control_values
+<mmmlib.generation.language.Language.control_values>`), so the same parameters drive an
+mmmlib model and the published MIDI-GPT-Loop one. Loops a published-dialect model marks
+(``Loop_Start`` ... ``Loop_End``) are written as files of their own and checked with the loop
+detector (:mod:`mmmlib.generation.marked_loops`).
 
 A row's ``n_tokens`` are the ids its track took (header, bars, ``Track_End``) and its
 ``seconds`` that share of the generation's time (itself a share of its batch's time), so
@@ -35,16 +43,11 @@ from mmmlib.core.midi import write_midi_atomic
 from mmmlib.data.loops import detect_loops
 from mmmlib.data.nomml import track_nomml
 from mmmlib.generation.engine import generate_batch
+from mmmlib.generation.language import language_of
 from mmmlib.generation.loop import Generation, LoopRequest, TrackSpec, derive_seed
+from mmmlib.generation.marked_loops import is_repeating, write_loop_files
 from mmmlib.generation.results import NO_CONTROL, append_durably, read_results, resume_results, rows_text
 from mmmlib.generation.sampling import Sampling
-from mmmlib.tokens.controls import (
-    LOOP_COUNT_TYPE,
-    LOOP_DURATION_TYPE,
-    NOMML_TYPE,
-    loop_count_value,
-    loop_duration_value,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,8 +55,8 @@ if TYPE_CHECKING:
     import matplotlib.pyplot as plt
     from transformers import PreTrainedModel
 
+    from mmmlib.generation.language import Language
     from mmmlib.generation.params import GenerateParams
-    from mmmlib.tokens.tokenizer import MMMLoop
 
 SWEEP = -2  # the `nomml` value that means: no control, then every level 0-12
 PROGRAM_POOL = (-1, 0, 4, 24, 25, 27, 30, 32, 33, 38, 48, 52, 56, 61, 65, 73, 80, 81, 89, 90)
@@ -103,20 +106,24 @@ def choose_programs(p: GenerateParams, spec: GenSpec) -> list[int]:
     return [-1, *picks] if drums else picks
 
 
-def track_controls(p: GenerateParams, nomml: int) -> dict[str, Any]:
-    """Track controls of every track of a generation."""
+def loop_duration_beats(p: GenerateParams) -> float:
+    """The requested loop duration in quarter notes."""
+    return p.loop_duration_bars * beats_per_bar(p.time_signature)
+
+
+def track_controls(p: GenerateParams, nomml: int, lang: Language) -> dict[str, Any]:
+    """Track controls of every track of a generation, in the language's names."""
     controls: dict[str, Any] = dict(p.track_controls)
-    if nomml != NO_CONTROL:
-        controls[NOMML_TYPE] = nomml
-    if p.loop_controls:
-        controls[LOOP_COUNT_TYPE] = loop_count_value(p.loop_count)
-        controls[LOOP_DURATION_TYPE] = loop_duration_value(p.loop_duration_bars * beats_per_bar(p.time_signature))
+    controls.update(lang.control_values(
+        nomml=None if nomml == NO_CONTROL else nomml,
+        loop_count=p.loop_count if p.loop_controls else None,
+        loop_duration_beats=loop_duration_beats(p) if p.loop_controls else None))
     return controls
 
 
-def loop_request(p: GenerateParams, spec: GenSpec, attempt: int) -> LoopRequest:
+def loop_request(p: GenerateParams, spec: GenSpec, attempt: int, lang: Language) -> LoopRequest:
     """The request of one attempt of one generation."""
-    controls = track_controls(p, spec.nomml)
+    controls = track_controls(p, spec.nomml, lang)
     tracks = tuple(TrackSpec(program, controls) for program in choose_programs(p, spec))
     return LoopRequest(tracks, p.num_bars, p.time_signature or None, p.tempo or None,
                        derive_seed(p.seed, spec.nomml + 1, spec.index, attempt), p.max_tokens_per_bar)
@@ -156,15 +163,22 @@ def problems(gen: Generation, request: LoopRequest, loops_per_track: list[int], 
 
 
 def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRequest, gen: Generation,
-                 midi_path: str) -> tuple[list[dict[str, Any]], bool]:
-    """One row per requested track of one attempt, and whether the attempt passed."""
+                 midi_path: str, loop_files: Sequence[str] = (), lang: Language | None = None,
+                 ) -> tuple[list[dict[str, Any]], bool]:
+    """One row per requested track of one attempt, and whether the attempt passed.
+
+    :param loop_files: the files of the loops ``gen`` marks (:func:`write_loop_files`), in order.
+    :param lang: the run's language (names the requested loop duration bin).
+    """
     score = gen.score
     loops = detect_loops(score) if len(score.tracks) else []
     per_track = [sum(lp.track_idx == i for lp in loops) for i in range(len(score.tracks))]
     reasons = problems(gen, request, per_track, p.check_loop)
     ts = score.time_signatures[0] if len(score.time_signatures) else None
-    controls = request.tracks[0].controls
+    duration_bin = (next(iter(lang.control_values(loop_duration_beats=loop_duration_beats(p)).values()), "")
+                    if lang is not None and p.loop_controls else "")
     total = max(1, sum(gen.tokens_per_track))
+    marked = list(zip(gen.loops, list(loop_files) or [""] * len(gen.loops), strict=True))
     rows = []
     for i, spec_track in enumerate(request.tracks):
         track = score.tracks[i] if i < len(score.tracks) else None
@@ -181,10 +195,14 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
             "n_notes": len(track.notes) if track is not None else 0,
             "n_tokens": n_tokens, "seconds": round(gen.seconds * n_tokens / total, 4),  # the track's share
             "status": "failed" if reasons else "ok", "reason": "; ".join(reasons),
-            "loop_duration_bin_requested": controls.get(LOOP_DURATION_TYPE, ""),
+            "loop_duration_bin_requested": duration_bin,
             "time_signature": f"{ts.numerator}/{ts.denominator}" if ts is not None else "",
             "tempo": round(float(score.tempos[0].qpm), 2) if len(score.tempos) else "",
             "num_errors": gen.num_errors,
+            "n_loop_markers": sum(lp.track_idx == i for lp, _ in marked),
+            "n_marked_loops_repeating": sum(lp.track_idx == i and is_repeating(lp, loops, score.ticks_per_quarter)
+                                            for lp, _ in marked),
+            "loop_files": ";".join(path for lp, path in marked if lp.track_idx == i and path),
         })
     return rows, not reasons
 
@@ -195,12 +213,12 @@ def label_dir(p: GenerateParams) -> Path:
     return Path(p.output_folder) / p.label
 
 
-def run_generation(p: GenerateParams, model: PreTrainedModel, tok: MMMLoop, log: bool = True) -> pd.DataFrame:
+def run_generation(p: GenerateParams, model: PreTrainedModel, tok: Any, log: bool = True) -> pd.DataFrame:
     """Generate this rank's missing generations; return every row of its results file.
 
     :param p: the run's parameters.
     :param model: the model (eval mode, on its device).
-    :param tok: its tokenizer.
+    :param tok: its tokenizer (either dialect) or language.
     :param log: print one line per batch.
     """
     folder = label_dir(p)
@@ -226,21 +244,23 @@ def run_generation(p: GenerateParams, model: PreTrainedModel, tok: MMMLoop, log:
     return read_results(results)
 
 
-def generate_chunk(p: GenerateParams, model: PreTrainedModel, tok: MMMLoop, chunk: Sequence[GenSpec],
+def generate_chunk(p: GenerateParams, model: PreTrainedModel, tok: Any, chunk: Sequence[GenSpec],
                    sampling: Sampling, folder: Path) -> list[dict[str, Any]]:
     """All attempts of a batch of generations (failed ones retried together); their rows."""
+    lang = language_of(tok)
     rows: list[dict[str, Any]] = []
     remaining = list(chunk)
     for attempt in range(p.max_attempts):
         if not remaining:
             break
-        requests = [loop_request(p, spec, attempt) for spec in remaining]
-        generations = generate_batch(model, tok, requests, sampling, batch_size=p.batch)
+        requests = [loop_request(p, spec, attempt, lang) for spec in remaining]
+        generations = generate_batch(model, lang, requests, sampling, batch_size=p.batch)
         failed = []
         for spec, request, gen in zip(remaining, requests, generations, strict=True):
             midi_path = f"MIDI/{spec.gen_id}_a{attempt}.mid"
             write_midi_atomic(gen.score, folder / midi_path)
-            attempt_rows_, ok = attempt_rows(p, spec, attempt, request, gen, midi_path)
+            loop_files = write_loop_files(gen.score, gen.loops, folder, f"{spec.gen_id}_a{attempt}")
+            attempt_rows_, ok = attempt_rows(p, spec, attempt, request, gen, midi_path, loop_files, lang)
             rows += attempt_rows_
             if not ok:
                 failed.append(spec)

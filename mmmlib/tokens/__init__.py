@@ -11,7 +11,9 @@ Two steps, in this order:
 Modules: ``tokenizer`` (:class:`MMMLoop`, one job each below it: ``special`` token names,
 ``controls`` / ``fast_controls``, ``microtiming``, ``encoding``, ``decoding``, ``vocab``
 grammar rules and prompts), ``corpus`` (files as tasks), ``bpe``, ``samples``, ``dataset``,
-``stats`` and ``figures`` (what the notebook shows), ``params`` (:class:`TokenizerParams`).
+``stats`` and ``figures`` (what the notebook shows), ``params`` (:class:`TokenizerParams`),
+``published`` (the published MIDI-GPT-Loop tokenizer) and ``loading`` (a tokenizer file of either
+dialect, recognised by its content: :func:`load_any_tokenizer`).
 Submodules import each other directly, never through this package.
 """
 
@@ -22,6 +24,7 @@ from mmmlib.tokens.corpus import SPLITS, FileTask, tasks_of
 from mmmlib.tokens.dataset import build_splits, load_tokens, merge_shards, tokens_dir
 from mmmlib.tokens.decoding import DecodeResult, roundtrip_file
 from mmmlib.tokens.figures import piano_roll_pair, sequence_length_histogram
+from mmmlib.tokens.loading import language_fingerprint, load_any_tokenizer
 from mmmlib.tokens.params import TokenizerParams
 from mmmlib.tokens.samples import SampleOptions, augmentations, file_samples
 from mmmlib.tokens.special import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
@@ -55,7 +58,7 @@ __all__ = [
     "BAR", "FILL_END", "FILL_START", "INFILL_BAR", "SPLITS", "TRACK_END", "TRACK_START",
     "ControlSwitches", "DecodeResult", "FileTask", "MMMLoop", "SampleOptions", "TokenizerParams",
     "augmentations", "build_splits", "build_tokenizer", "control_ids", "control_shares", "count_grammar_errors",
-    "file_samples", "grammar_rules", "length_table", "load_frozen_tokenizer", "load_tokenizer", "load_tokens",
+    "file_samples", "grammar_rules", "language_fingerprint", "length_table", "load_any_tokenizer", "load_frozen_tokenizer", "load_tokenizer", "load_tokens",
     "merge_shards", "piano_roll_pair", "roundtrip_file", "roundtrip_summary", "roundtrip_table", "sample_rows",
     "save_tokenizer", "sequence_length_histogram", "special_ids", "tasks_of", "tokenizer_config",
     "tokenizer_sha256", "tokens_dir", "track_prompt_ids", "track_prompt_tokens", "train_bpe", "vocab_by_family",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
 
     from mmmlib.core.params import Params
+    from mmmlib.tokens.published import PublishedTokenizer
 
 # Architecture presets. `max_position_embeddings` (gpt2: `n_positions`) is set from the
 # `max_seq_len` parameter; vocabulary size and special ids from the tokenizer.
@@ -93,31 +94,26 @@ def check_attn_implementation(attn_implementation: str, device: torch.device) ->
                           "(pip install -e '.[gpu]' or environment.yml); use 'sdpa'")
 
 
-def load_tokenizer(path: str | Path) -> MusicTokenizer:
-    """Load the MidiTok tokenizer saved at ``path`` (a ``tokenizer.json``).
+def load_tokenizer(path: str | Path) -> MusicTokenizer | PublishedTokenizer:
+    """Load a tokenizer file of either dialect, recognised by its content.
 
-    Uses :func:`mmmlib.tokens.tokenizer.load_tokenizer` when that module exists (it knows our
-    attribute controls); otherwise any MidiTok JSON loads through the class it names.
+    mmmlib's own ``tokenizer.json`` (02_tokenizer) or the published MIDI-GPT-Loop JSON
+    (``MMM_epl_mistral_tokenizer_with_acs.json``); see :func:`mmmlib.tokens.loading.load_any_tokenizer`.
+
+    :param path: the JSON file (or a folder holding one).
+    :return: the tokenizer (``len()`` is its vocabulary size).
     """
+    from mmmlib.tokens.loading import load_any_tokenizer
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"tokenizer not found: {path} (train one with 02_tokenizer)")
-    if importlib.util.find_spec("mmmlib.tokens.tokenizer") is not None:
-        from mmmlib.tokens.tokenizer import load_tokenizer as load_mmm_tokenizer
-
-        return load_mmm_tokenizer(path)
-    import miditok
-
-    name = json.loads(path.read_text()).get("tokenization", "")
-    tokenizer_class = getattr(miditok, name, None)
-    if tokenizer_class is None:
-        raise DataError(f"{path} is not a MidiTok tokenizer file (tokenization {name!r})")
-    return tokenizer_class(params=path)
+    return load_any_tokenizer(path)
 
 
-def special_token_ids(tokenizer: MusicTokenizer) -> dict[str, int | None]:
-    """``pad_token_id``, ``bos_token_id``, ``eos_token_id`` of a MidiTok tokenizer (None if absent)."""
-    vocab = tokenizer.vocab
+def special_token_ids(tokenizer: MusicTokenizer | PublishedTokenizer) -> dict[str, int | None]:
+    """``pad_token_id``, ``bos_token_id``, ``eos_token_id`` of a tokenizer of either dialect (None if absent)."""
+    vocab = getattr(tokenizer.vocab, "token_to_id", tokenizer.vocab)  # the published vocabulary is an object
     return {
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": vocab.get("BOS_None"),
@@ -217,19 +213,91 @@ def save(model: PreTrainedModel, folder: str | Path, tokenizer_path: str | Path,
     return folder
 
 
-def load(path: str | Path, device: str = "auto", dtype: str = "auto",
-         attn_implementation: str = "sdpa") -> tuple[PreTrainedModel, MusicTokenizer]:
-    """Load a model folder written by :func:`save` (the output of ``03_train``).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
-    :param path: the model folder (``config.json``, ``model.safetensors``, ``tokenizer.json``).
+
+def weights_file(path: str | Path) -> Path:
+    """The weights of a model folder: ``model.safetensors`` (or its index) first, else ``pytorch_model.bin``.
+
+    :param path: a Hugging Face model folder.
+    :return: the file.
+    :raises FileNotFoundError: when the folder holds none of them.
+    """
+    for name in WEIGHT_FILES:
+        if (Path(path) / name).is_file():
+            return Path(path) / name
+    raise FileNotFoundError(f"{path} has no model weights ({' or '.join(WEIGHT_FILES)})")
+
+
+def load_weights(path: str | Path, dtype: torch.dtype = torch.float32,
+                 attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """A causal LM from a Hugging Face folder: ``config.json`` with safetensors or a ``.bin``.
+
+    A ``pytorch_model.bin`` is read with ``torch.load(weights_only=True)``: tensors only, so no
+    pickled code in a downloaded file can run.
+
+    :param path: the model folder.
+    :param dtype: the parameters' dtype.
+    :param attn_implementation: see :func:`build_model`.
+    :return: the model (train mode, on CPU).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model folder (no config.json): train one with 03_train")
+    weights = weights_file(path)
+    if weights.suffix != ".bin":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation,
+                                                    use_safetensors=True)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=dtype)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise DataError(f"{weights} does not fit {path / 'config.json'}: missing {sorted(set(missing) - tied)[:5]}, "
+                        f"unexpected {sorted(unexpected)[:5]}")
+    if tied:
+        model.tie_weights()
+    return model
+
+
+def tokenizer_file(path: str | Path, tokenizer_path: str | Path | None = None) -> Path:
+    """The tokenizer of a model folder: ``tokenizer_path`` when given, else the one the folder holds.
+
+    :param path: the model folder.
+    :param tokenizer_path: a tokenizer file anywhere (e.g. the published JSON), or None.
+    :return: the file.
+    :raises FileNotFoundError: when neither gives one.
+    """
+    from mmmlib.tokens.loading import PUBLISHED_NAME, find_tokenizer_file
+
+    if tokenizer_path:
+        if not Path(tokenizer_path).is_file():
+            raise FileNotFoundError(f"no tokenizer file at {tokenizer_path}")
+        return Path(tokenizer_path)
+    found = find_tokenizer_file(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} holds no tokenizer (tokenizer.json or {PUBLISHED_NAME}): "
+                                "give its tokenizer file (tokenizer_path)")
+    return found
+
+
+def load(path: str | Path, tokenizer_path: str | Path | None = None, device: str = "auto", dtype: str = "auto",
+         attn_implementation: str = "sdpa") -> tuple[PreTrainedModel, MusicTokenizer | PublishedTokenizer]:
+    """Load a model folder: the output of ``03_train``, or a published MIDI-GPT-Loop folder.
+
+    :param path: the model folder (``config.json`` with ``model.safetensors`` or ``pytorch_model.bin``).
+    :param tokenizer_path: its tokenizer file, from anywhere (the published JSON or an mmmlib
+        ``tokenizer.json``, recognised by content); None: the one in the folder.
     :param device: ``"auto"`` (GPU when visible), ``"cpu"`` or ``"cuda[:N]"``.
     :param dtype: ``"auto"`` (bf16 on a GPU that supports it, else fp32), ``"fp32"``,
         ``"bf16"`` or ``"fp16"``.
     :param attn_implementation: see :func:`build_model`.
     :return: ``(model, tokenizer)``, the model in eval mode on ``device``.
+    :raises DataError: when the model's vocabulary and the tokenizer's differ.
     """
-    from transformers import AutoModelForCausalLM
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a model folder (no config.json): train one with 03_train")
@@ -239,9 +307,59 @@ def load(path: str | Path, device: str = "auto", dtype: str = "auto",
         dtype = "bf16" if resolve_precision("auto", torch_device) == "bf16" else "fp32"
     if dtype not in DTYPES:
         raise ConfigError("dtype", f"must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
-    tokenizer = load_tokenizer(path / "tokenizer.json")
+    tok_file = tokenizer_file(path, tokenizer_path)
+    tokenizer = load_tokenizer(tok_file)
+    model = load_weights(path, DTYPES[dtype], attn_implementation)
     if model.config.vocab_size != len(tokenizer):
-        raise DataError(f"{path}: model vocabulary ({model.config.vocab_size}) differs from its "
-                         f"tokenizer.json ({len(tokenizer)}): the folder mixes two runs")
+        raise DataError(f"{path}: the model's vocabulary ({model.config.vocab_size}) differs from its tokenizer "
+                        f"{tok_file} ({len(tokenizer)}): they are not one model's")
+    for name, value in special_token_ids(tokenizer).items():  # generate() reads these
+        setattr(model.generation_config, name, value)
     return model.to(torch_device).eval(), tokenizer
+
+
+def check_init_from(init_from: str | Path, tokenizer_path: str | Path, max_seq_len: int,
+                    tokens_dir: str | Path | None = None) -> None:
+    """Refuse to fine-tune ``init_from`` on tokens that are not in its token language.
+
+    Reads ``config.json`` and the tokenizer files only, never the weights. The checks: the
+    folder is a model folder with weights; the model's vocabulary is the size of the
+    tokenizer's; when the folder ships a tokenizer, it is the same language as
+    ``tokenizer_path`` (:func:`mmmlib.tokens.loading.language_fingerprint`); the tokens were
+    made with that language (``tokens_dir/tokenizer.json``, the copy 02 keeps); the model's
+    positions hold ``max_seq_len``.
+
+    :param init_from: the model folder to start from.
+    :param tokenizer_path: the tokenizer of the training tokens.
+    :param max_seq_len: longest training sample.
+    :param tokens_dir: the token datasets' folder (None: not checked).
+    :raises ConfigError: naming ``init_from``, ``tokens_dir`` or ``max_seq_len``.
+    """
+    from mmmlib.tokens.loading import find_tokenizer_file, language_fingerprint
+
+    folder = Path(init_from)
+    if not (folder / "config.json").is_file():
+        raise ConfigError("init_from", f"is not a model folder (no config.json): {str(init_from)!r}")
+    try:
+        weights_file(folder)
+    except FileNotFoundError as exc:
+        raise ConfigError("init_from", str(exc)) from exc
+    config = json.loads((folder / "config.json").read_text())
+    size = len(load_tokenizer(tokenizer_path))
+    if config.get("vocab_size") != size:
+        raise ConfigError("init_from", f"is a model of {config.get('vocab_size')} token ids but the tokenizer "
+                          f"{str(tokenizer_path)!r} has {size}: the model speaks another token language "
+                          "(use the tokenizer it was trained with, and tokens made with it)")
+    wanted = language_fingerprint(tokenizer_path)
+    shipped = find_tokenizer_file(folder)
+    if shipped is not None and language_fingerprint(shipped) != wanted:
+        raise ConfigError("init_from", f"ships the tokenizer {shipped.name}, another token language than "
+                          f"{str(tokenizer_path)!r}: fine-tune with the model's own tokenizer and tokens made with it")
+    made_with = Path(tokens_dir) / "tokenizer.json" if tokens_dir else None
+    if made_with is not None and made_with.is_file() and language_fingerprint(made_with) != wanted:
+        raise ConfigError("tokens_dir", f"holds tokens made with another tokenizer ({made_with}) than "
+                          f"{str(tokenizer_path)!r}, the language of init_from")
+    positions = config.get("max_position_embeddings") or config.get("n_positions") or 0
+    if max_seq_len > positions:
+        raise ConfigError("max_seq_len", f"({max_seq_len}) is longer than the positions of the init_from model "
+                          f"({positions})")

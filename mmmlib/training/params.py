@@ -53,6 +53,7 @@ class TrainParams(Params):
     num_processes: int
     num_machines: int
     use_deepspeed: bool
+    init_from: str = ""  # last, with a default: callers written before it keep working
 
     def check(self) -> None:
         from mmmlib.training.model import (  # torch: only once a notebook validates
@@ -61,6 +62,11 @@ class TrainParams(Params):
         )
 
         self._check_paths()
+        if self.init_from:
+            from mmmlib.training.model import check_init_from
+
+            with self.param_errors():
+                check_init_from(self.init_from, self.tokenizer_path, self.max_seq_len, self.tokens_dir)
         require(self.preset in PRESETS, "preset", f"must be one of {sorted(PRESETS)}, got {self.preset!r}")
         require(self.attn_implementation in ATTN_IMPLEMENTATIONS, "attn_implementation",
                 f"must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}")

@@ -172,6 +172,22 @@ def make_accelerator(p: TrainParams) -> Accelerator:
     return accelerator
 
 
+def build_or_load(p: TrainParams, tokenizer: Any) -> torch.nn.Module:
+    """A new model of ``p.preset``, or the model of ``p.init_from`` to fine-tune (fp32, train mode).
+
+    :param p: the run's parameters.
+    :param tokenizer: the tokenizer of the training tokens (sizes a new model).
+    :return: the model.
+    """
+    if not p.init_from:
+        return mmm_model.build_model(p.preset, tokenizer, p.max_seq_len, p.dropout, p.attn_implementation)
+    mmm_model.check_init_from(p.init_from, p.tokenizer_path, p.max_seq_len, p.tokens_dir)
+    model = mmm_model.load_weights(p.init_from, torch.float32, p.attn_implementation)
+    for name, value in mmm_model.special_token_ids(tokenizer).items():
+        setattr(model.generation_config, name, value)
+    return model.train()
+
+
 @dataclass
 class Session:
     """What one training process holds, built by :func:`setup`."""
@@ -201,7 +217,7 @@ def setup(p: TrainParams) -> Session:
     accelerator = make_accelerator(p)
     tokenizer, splits, lengths = preflight(p)
     set_seed(p.seed)
-    model = mmm_model.build_model(p.preset, tokenizer, p.max_seq_len, p.dropout, p.attn_implementation)
+    model = build_or_load(p, tokenizer)
     if p.use_gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -214,7 +230,7 @@ def setup(p: TrainParams) -> Session:
     accelerator.register_for_checkpointing(scheduler, state)
     info = run_info(p, len(tokenizer), accelerator.num_processes)
     checkpoint = start_or_resume(accelerator, p, info)
-    accelerator.print(f"{p.preset}: {mmm_model.count_parameters(model):,} parameters, vocabulary {len(tokenizer)}; "
+    accelerator.print(f"{p.init_from or p.preset}: {mmm_model.count_parameters(model):,} parameters, vocabulary {len(tokenizer)}; "
                       f"{len(splits['train']):,} train / {len(splits['valid']):,} valid samples; "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}, precision "
                       f"{accelerator.mixed_precision}; " + (f"resumed from {checkpoint}" if checkpoint else "from scratch"))

@@ -57,6 +57,12 @@ class Decoded:
     report: Report = field(default_factory=Report)
 
 
+def _is_header(token: str) -> bool:
+    """A track header token (``Program`` or a track control): a single id in prompts."""
+    kind = token.split("_", 1)[0]
+    return kind == "Program" or (kind.startswith("AC") and not kind.startswith("ACBar"))
+
+
 def _loop_fields(loop: Any) -> tuple[int, int, int]:
     """``(track_idx, start_tick, end_tick)`` of a loop given as a dict or an object."""
     if isinstance(loop, dict):
@@ -86,6 +92,7 @@ class PublishedTokenizer:
         self.vocab = vocab
         self.tables = Tables.build(vocab)
         self.bpe = BPE(vocab)
+        self._id_tokens: list[tuple[str, ...]] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> PublishedTokenizer:
@@ -104,6 +111,53 @@ class PublishedTokenizer:
     def config(self) -> dict:
         """The ``config`` entry of the JSON file."""
         return self.vocab.config
+
+    @property
+    def pad_token_id(self) -> int:
+        """Id of ``PAD_None`` (the padding of training batches and of batched generation)."""
+        return self.vocab.token_to_id["PAD_None"]
+
+    def id_tokens(self) -> list[tuple[str, ...]]:
+        """Per BPE id, the base tokens it stands for (none for the id of ``▁`` alone).
+
+        :return: one tuple per id.
+        """
+        if self._id_tokens is None:
+            names = self.vocab.id_to_token
+            self._id_tokens = [tuple(names[i] for i in piece) for piece in self.bpe.pieces]
+        return self._id_tokens
+
+    def tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        """BPE ids of base tokens laid out as MMM's training windows are.
+
+        Special tokens (``Track_Start``, ``Infill_Bar``, ``FillBar_Start``...) and the track
+        header (``Program``, track controls) keep their single ids; every bar, from its
+        ``Bar_None`` to the next one, is one BPE word (``▁``-prefixed, merges inside it), as
+        the encoder's bar words are.
+
+        :param tokens: base tokens.
+        :return: the ids.
+        :raises KeyError: for a token outside the base vocabulary.
+        """
+        ids: list[int] = []
+        word: list[int] = []
+        index = self.vocab.token_to_id
+        singles = set(self.config["special_tokens"])
+
+        def flush() -> None:
+            if word:
+                ids.extend(self.bpe.encode([["".join(self.vocab.id_to_byte[i] for i in word)]]))
+                word.clear()
+
+        for token in tokens:
+            if token == "Bar_None" or token in singles:
+                flush()
+            if token in singles or (not word and _is_header(token)):
+                ids.append(index[token])
+            else:
+                word.append(index[token])
+        flush()
+        return ids
 
     def preprocess(self, score: Score, report: Report | None = None) -> Prepared:
         """The reference's REAPER preprocessing (:func:`.preprocess.preprocess_score`).
