@@ -66,7 +66,8 @@ class StudioParams(Params):
         require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         require(self.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {self.top_k}")
         require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
-        require(self.repetition_penalty > 0, "repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
+        require(self.repetition_penalty >= 0, "repetition_penalty",
+                f"must be > 0, or 0 for the model's default (1.2 published, 1.0 mmmlib), got {self.repetition_penalty}")
         require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
         if self.midi_file:
             require(Path(self.midi_file).is_file(), "midi_file", f"is not a file: {self.midi_file!r}")
