@@ -29,6 +29,7 @@ from mmmlib.generation import (
 )
 from mmmlib.generation import engine as gen_module
 from mmmlib.generation import sweep as runs
+from mmmlib.generation.language import language_of
 from mmmlib.generation.sampling import SeededGumbel, SeededTopKSampler, bits_to_uniform
 from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer
 from tests.generate_fixtures import midi_of, one_thread, tiny_model, tiny_model_dir
@@ -206,6 +207,18 @@ def test_ranks_split_generations_without_overlap():
     plans = [runs.plan_generations(levels, 5, r, 3) for r in range(3)]
     ids = [g.gen_id for plan in plans for g in plan]
     assert len(ids) == len(set(ids)) == 14 * 5
+
+
+def test_levels_are_paired_same_programs_and_seeds_for_every_level(model_and_tok, tmp_path):
+    lang = language_of(model_and_tok[1])
+    p = run_params(tmp_path, n_tracks=3)
+    plan = runs.plan_generations(runs.nomml_levels(-2), 4, 0, 1)
+    by_index: dict[int, set] = {}
+    for spec in plan:
+        request = runs.loop_request(p, spec, 0, lang)
+        by_index.setdefault(spec.index, set()).add((request.seed, tuple(t.program for t in request.tracks)))
+    assert all(len(pairs) == 1 for pairs in by_index.values())  # the baseline and levels 0-12 share them
+    assert len({next(iter(pairs)) for pairs in by_index.values()}) == 4  # while generations differ
 
 
 def test_resume_after_a_kill_has_no_duplicates_and_no_gaps(model_and_tok, tmp_path, monkeypatch):

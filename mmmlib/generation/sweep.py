@@ -19,8 +19,11 @@ sums over the rows of an attempt are the attempt's cost.
 
 The generations of a run are the pairs (NOMML level, index < ``num_generations``) in a
 fixed order; rank ``r`` of ``num_ranks`` takes every ``num_ranks``-th one from ``r``, so
-ranks never overlap. Seeds come from ``(seed, level, index, attempt)``: a generation is
-the same whichever rank, batch or rerun makes it.
+ranks never overlap. Seeds come from ``(seed, index, attempt)``: a generation is the same
+whichever rank, batch or rerun makes it. The design is *paired*: generation ``index`` of
+every NOMML level, and of the no-control baseline, has the same programs and the same
+sampling seeds, so differences between levels are the control's, not the instruments' or
+the noise's (common random numbers tighten the comparison).
 
 Crash safety: a MIDI file is written to a temporary name and renamed; a generation's
 rows (all its attempts) are appended in one write, flushed and fsynced, after its MIDI
@@ -99,7 +102,7 @@ def choose_programs(p: GenerateParams, spec: GenSpec) -> list[int]:
     """The run's programs, or a seeded random pick (at most one drum track) per generation."""
     if not isinstance(p.programs, str):
         return [int(x) for x in p.programs]
-    rng = np.random.default_rng(derive_seed(p.seed, spec.nomml + 1, spec.index, 1 << 20))
+    rng = np.random.default_rng(derive_seed(p.seed, spec.index, 1 << 20))  # paired: not the level
     pitched = [x for x in PROGRAM_POOL if x >= 0]
     drums = p.n_tracks > 1 and rng.random() < 0.5
     picks = [int(x) for x in rng.choice(pitched, size=p.n_tracks - drums, replace=False)]
@@ -126,7 +129,7 @@ def loop_request(p: GenerateParams, spec: GenSpec, attempt: int, lang: Language)
     controls = track_controls(p, spec.nomml, lang)
     tracks = tuple(TrackSpec(program, controls) for program in choose_programs(p, spec))
     return LoopRequest(tracks, p.num_bars, p.time_signature or None, p.tempo or None,
-                       derive_seed(p.seed, spec.nomml + 1, spec.index, attempt), p.max_tokens_per_bar)
+                       derive_seed(p.seed, spec.index, attempt), p.max_tokens_per_bar)
 
 
 def set_threads(num_threads: int) -> None:
