@@ -23,7 +23,7 @@ class Command:
 COMMANDS = {
     "synth": Command("mmmlib.data.synth", "write the embedded synthetic corpus (MIDI files + manifest.csv)"),
     "nomml": Command("mmmlib.data.nomml", "NOMML of every track: one JSON object per line"),
-    "loops": Command("mmmlib.data.loops", "loops of every track (exact detector): one JSON object per line"),
+    "loops": Command("mmmlib.data.loops", "loops of every track (exact, or --expressive): one JSON object per line"),
     "data": Command("mmmlib.data.preparation", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
     "tokenizer": Command("mmmlib.tokens.tokenizer", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
     "encode": Command("mmmlib.tokens.published.cli", "published MIDI-GPT-Loop tokenizer: `encode --tokenizer JSON FILE...` -> ids"),

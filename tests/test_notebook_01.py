@@ -28,7 +28,10 @@ def test_01_runs_on_a_tiny_synthetic_corpus(tmp_path):
     files = pd.read_parquet(output_dir / "files.parquet")
     rejects = pd.read_csv(output_dir / "rejects.csv")
     assert (len(files), len(rejects)) == (6, 0)  # all valid: of the 200, only synth_0176 is short
-    assert len(pd.read_parquet(output_dir / "loops.parquet")) > 0
+    loops = pd.read_parquet(output_dir / "loops.parquet")
+    assert len(loops) > 0 and set(loops["kind"]) <= {"exact", "expressive"}
+    tracks = pd.read_parquet(output_dir / "tracks.parquet")  # the expressive detector ran on the NOMML-12 tracks
+    assert (tracks["loopability"].notna() == tracks["nomml"].eq(12).fillna(False)).all()
 
 
 def test_01_on_a_folder_with_a_bad_file_and_shards(tmp_path):
@@ -52,7 +55,8 @@ def test_01_on_a_folder_with_a_bad_file_and_shards(tmp_path):
 
 
 GOOD = dict(input_path="synthetic", output_dir="x", num_synth_files=2, min_bars=8, max_notes=1000, workers=1,
-            shard_index=0, num_shards=1, seed=0, make_figures=True)
+            shard_index=0, num_shards=1, seed=0, make_figures=True, expressive_tracks="nomml12",
+            expressive_mode="default", use_dataset_annotations=False)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +68,9 @@ GOOD = dict(input_path="synthetic", output_dir="x", num_synth_files=2, min_bars=
         ({"workers": 0}, "parameter `workers` must be >= 1"),
         ({"shard_index": 3, "num_shards": 2}, "parameter `shard_index` must be in [0, num_shards=2)"),
         ({"input_path": "/no/such/folder"}, "parameter `input_path` does not exist"),
+        ({"expressive_tracks": "drums"}, "parameter `expressive_tracks` must be one of"),
+        ({"expressive_mode": "exact"}, "parameter `expressive_mode` must be one of"),
+        ({"use_dataset_annotations": "yes"}, "parameter `use_dataset_annotations` must be bool"),
     ],
 )
 def test_bad_parameters_are_named(params, message):

@@ -190,3 +190,38 @@ def test_cli_writes_the_corpus(tmp_path, capsys):
     with pytest.raises(ConfigError, match="num_files"):
         write_corpus(tmp_path / "none", num_files=0)
     assert not (tmp_path / "none").exists()
+
+
+def test_performed_files_plant_expressive_loops(tmp_path):
+    manifest = write_corpus(tmp_path, num_files=2, seed=0, num_expressive_files=6)
+    performed = manifest[manifest["file"].str.startswith("expressive_")]
+    assert sorted(performed["file"].unique()) == [f"expressive_{i:04d}.mid" for i in range(6)]
+    is_performed = manifest["file"].str.startswith("expressive_").to_numpy()
+    assert not is_performed[: (~is_performed).sum()].any()  # listed after the synth files
+    assert (performed["timing_style"] == "expressive").all() and (performed["expected_nomml"] == 12).all()
+    assert performed.loc[performed["is_drum"], "has_loop"].all()  # drums always loop
+    assert 0.5 < performed["has_loop"].mean() < 1  # most melodic tracks too, not all
+    loops = performed[performed["has_loop"]]
+    bar_ticks = loops["ticks_per_quarter"] * loops["time_signature"].map({"4/4": 4, "3/4": 3, "6/8": 3})
+    assert (loops["loop_start_tick"] == loops["loop_start_bar"] * bar_ticks).all()
+    assert (loops["loop_end_tick"] - loops["loop_start_tick"] == loops["pattern_bars"] * bar_ticks).all()
+    assert (loops["repetitions"] >= 2).all() and (loops["ticks_per_quarter"] >= MIN_EXPRESSIVE_TPQ).all()
+    for name, rows in performed.groupby("file"):
+        score = Score(str(tmp_path / name))
+        assert [track_nomml(t, score.ticks_per_quarter) for t in score.tracks] == [12] * len(rows), name
+        # performed: no repetition is exact, so the exact detector does not find the planted loops
+        planted = {(r.track_idx, r.loop_start_tick, r.loop_end_tick) for r in rows[rows["has_loop"]].itertuples()}
+        assert not planted & {(lp.track_idx, lp.start_tick, lp.end_tick) for lp in detect_loops(score)}, name
+
+
+def test_performed_files_are_deterministic_and_optional(tmp_path):
+    write_corpus(tmp_path / "a", num_files=1, seed=2, num_expressive_files=3)
+    write_corpus(tmp_path / "b", num_files=1, seed=2, num_expressive_files=3)
+    assert _file_bytes(tmp_path / "a") == _file_bytes(tmp_path / "b")
+    write_corpus(tmp_path / "a", num_files=1, seed=2)  # none asked: none left, manifest as without them
+    write_corpus(tmp_path / "c", num_files=1, seed=2)
+    assert _file_bytes(tmp_path / "a") == _file_bytes(tmp_path / "c")
+    with pytest.raises(ConfigError, match="num_expressive_files"):
+        write_corpus(tmp_path / "d", num_files=1, num_expressive_files=-1)
+    assert synth_main([str(tmp_path / "cli"), "--num-files", "1", "--seed", "2", "--num-expressive-files", "3"]) == 0
+    assert _file_bytes(tmp_path / "cli") == _file_bytes(tmp_path / "b")

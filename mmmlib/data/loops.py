@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmmlib.core.errors import ConfigError
+from mmmlib.data.loop_shared import bars_and_beats, filter_sub_loops
 
 if TYPE_CHECKING:
     from symusic import Score, Track
@@ -88,25 +89,6 @@ class LoopOptions:
             raise ConfigError("min_rep_beats", f"must round to >= 1, got {self.min_rep_beats}")
         if int(self.duration_offset) != self.duration_offset:  # whole beats keep round() exact
             raise ConfigError("duration_offset", f"must be a whole number, got {self.duration_offset}")
-
-
-def bars_and_beats(score: Score) -> tuple[np.ndarray, np.ndarray] | None:
-    """Bar and beat ticks as the reference computes them, or None when bars are undefined.
-
-    miditok already assumes 4/4 when the score has no time signature, which is what the
-    reference obtains by appending one, so the caller's score is left untouched.
-
-    :param score: tick-time score.
-    :return: ``(bars_ticks, beats_ticks)`` int64 arrays, or None on a zero bar length.
-    """
-    # miditok imports torch: load it on first use, so that importing mmmlib.data stays light
-    from miditok.utils import get_bars_ticks, get_beats_ticks
-
-    try:
-        bars = np.asarray(get_bars_ticks(score), dtype=np.int64)
-    except ZeroDivisionError:  # ticks per bar rounds to 0: the reference gives up too
-        return None
-    return bars, np.asarray(get_beats_ticks(score), dtype=np.int64)
 
 
 def detect_loops(score: Score, **options) -> list[Loop]:
@@ -284,30 +266,6 @@ def _duration_beats(starts: np.ndarray, ends: np.ndarray, beats: np.ndarray, off
     return np.where(valid, duration, np.nan)
 
 
-def _filter_sub_loops(cells: dict[float, list[tuple[int, int]]]) -> list[tuple[int, int, float]]:
-    """The reference sub-loop filter over matrix cells, shortest durations first.
-
-    Chains of candidates where one ends at the cell row where the next starts are
-    remembered (across durations) so that the same span is not kept twice.
-    """
-    repeats: dict[int, tuple[int, float]] = {}
-    kept = []
-    for duration in sorted(cells):
-        chain_start, chain_end, chain_dur = 0, 0, 0.0
-        for x, y in cells[duration]:
-            if x in repeats and repeats[x][0] == y:
-                continue
-            if x == chain_end:
-                chain_end = y
-                chain_dur += duration
-            else:
-                if chain_start != chain_end:
-                    repeats[chain_start] = (chain_end, chain_dur)
-                chain_start, chain_end, chain_dur = x, y, duration
-            kept.append((x, y, duration))
-    return kept
-
-
 def _candidate_cells(seq: _Sequence, m_idx: np.ndarray, n_idx: np.ndarray, durations: np.ndarray,
                      opts: LoopOptions) -> dict[float, list[tuple[int, int]]]:
     """Matrix cells of the candidates within the duration bounds, keyed by duration.
@@ -333,7 +291,7 @@ def _select_loops(seq: _Sequence, m_idx: np.ndarray, n_idx: np.ndarray,
     kept: list[Loop] = []
     kept_len: list[int] = []  # number of sets in each kept loop (barline to barline)
     slot_of_prefix: dict[tuple, int] = {}  # kept loops always have distinct compared prefixes
-    for x, y, duration in _filter_sub_loops(_candidate_cells(seq, m_idx, n_idx, durations, opts)):
+    for x, y, duration in filter_sub_loops(_candidate_cells(seq, m_idx, n_idx, durations, opts)):
         begin, end = x - shift, y - shift  # run starts: where the reference's walk lands
         if duration < opts.min_rep_beats:  # the unrounded duration: the same number here
             continue
@@ -357,15 +315,18 @@ def _select_loops(seq: _Sequence, m_idx: np.ndarray, n_idx: np.ndarray,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmmlib loops FILE...``: one JSON object per detected loop, on stdout.
+    """``python -m mmmlib loops [--expressive [--mode M]] FILE...``: one JSON object per detected loop, on stdout.
 
     Each line is ``{"file", "track_idx", "start_tick", "end_tick", "duration_beats",
-    "note_density"}``; a file that cannot be read is named on stderr and skipped.
+    "note_density"}``, plus the track's ``loopability`` with ``--expressive``
+    (:mod:`mmmlib.data.expressive`, every track of every file); a file that cannot be read
+    is named on stderr and skipped.
 
     :param argv: command-line arguments (``sys.argv[1:]`` when None).
     :return: the exit status: 0, or 1 when some file could not be read.
     """
     from mmmlib.core.midi import read_midi_files
+    from mmmlib.data.expressive import DEFAULT_MODE, MODES, print_expressive_loops
 
     parser = argparse.ArgumentParser(
         prog="mmmlib loops",
@@ -374,7 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", help="MIDI files to analyse")
     parser.add_argument("--duration-offset", type=int, default=LoopOptions.duration_offset,
                         help="get_duration_beats convention: -1 (later reference version, default) or 0")
+    parser.add_argument("--expressive", action="store_true",
+                        help="expressive loops (GigaMIDI v1.1) instead of exact ones, with each track's loopability")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                        help=f"with --expressive: 'reference' reproduces GigaMIDI v1.1, 'default' fixes its "
+                             f"quirks (default: {DEFAULT_MODE})")
     args = parser.parse_args(argv)
+    if args.expressive:
+        return print_expressive_loops(args.files, args.mode)
     failed: list[str] = []
     for path, score in read_midi_files(args.files, failed):
         for loop in detect_loops(score, duration_offset=args.duration_offset):

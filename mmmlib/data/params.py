@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from mmmlib.core.params import Params, require
+from mmmlib.data.expressive import MODES
+from mmmlib.data.measure import EXPRESSIVE_TRACKS
 
 
 @dataclasses.dataclass
@@ -25,6 +27,9 @@ class DataPrepParams(Params):
     num_shards: int
     seed: int
     make_figures: bool
+    expressive_tracks: str
+    expressive_mode: str
+    use_dataset_annotations: bool
 
     def check(self) -> None:
         require(bool(self.input_path), "input_path", "must not be empty")
@@ -39,6 +44,9 @@ class DataPrepParams(Params):
             "shard_index",
             f"must be in [0, num_shards={self.num_shards}), got {self.shard_index}",
         )
+        require(self.expressive_tracks in EXPRESSIVE_TRACKS, "expressive_tracks",
+                f"must be one of {EXPRESSIVE_TRACKS}, got {self.expressive_tracks!r}")
+        require(self.expressive_mode in MODES, "expressive_mode", f"must be one of {MODES}, got {self.expressive_mode!r}")
         if self.input_path != "synthetic":
             require(
                 Path(self.input_path).exists(),

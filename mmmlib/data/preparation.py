@@ -11,8 +11,12 @@ Outputs in ``output_dir`` (the contract later stages read):
   n_bars, n_notes, n_loops, time_signature, tempo``. ``path``/``row`` locate the MIDI
   (``row`` is -1 for a plain file, else the row of the parquet file ``path``); read it
   back with :func:`mmmlib.core.midi.read_score`.
-- ``tracks.parquet``: ``md5, track_idx, program, is_drum, name, n_notes, nomml, n_loops``.
-- ``loops.parquet``: ``md5, track_idx, start_tick, end_tick, duration_beats, note_density``.
+- ``tracks.parquet``: ``md5, track_idx, program, is_drum, name, n_notes, nomml, n_loops,
+  loopability`` (``n_loops`` counts both kinds; ``loopability`` is NaN where the expressive
+  detector did not run).
+- ``loops.parquet``: ``md5, track_idx, start_tick, end_tick, duration_beats, note_density, kind,
+  loopability``: ``kind`` is ``exact`` or ``expressive`` (see :mod:`~mmmlib.data.measure` for
+  which tracks get the expressive detector); ``loopability`` is the track's score, NaN for exact loops.
 - ``rejects.csv``: ``path, row, reason``.
 
 Large corpora are split with ``shard_index``/``num_shards`` (one SLURM array task per
@@ -41,17 +45,18 @@ from tqdm.auto import tqdm
 
 from mmmlib.core.errors import ConfigError, DataError
 from mmmlib.core.midi import read_midi_bytes
+from mmmlib.data.expressive import DEFAULT_MODE
 from mmmlib.data.figures import data_prep_figures
-from mmmlib.data.loops import detect_loops
-from mmmlib.data.nomml import score_nomml
+from mmmlib.data.measure import MeasureSettings, ScoreMeasures, measure_score
 from mmmlib.data.synth import write_corpus
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}
 SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 FILES_COLUMNS = ["md5", "path", "row", "split", "tpq", "n_tracks", "n_bars", "n_notes", "n_loops",
                  "time_signature", "tempo"]
-TRACKS_COLUMNS = ["md5", "track_idx", "program", "is_drum", "name", "n_notes", "nomml", "n_loops"]
-LOOPS_COLUMNS = ["md5", "track_idx", "start_tick", "end_tick", "duration_beats", "note_density"]
+TRACKS_COLUMNS = ["md5", "track_idx", "program", "is_drum", "name", "n_notes", "nomml", "n_loops", "loopability"]
+LOOPS_COLUMNS = ["md5", "track_idx", "start_tick", "end_tick", "duration_beats", "note_density", "kind",
+                 "loopability"]
 REJECTS_COLUMNS = ["path", "row", "reason"]
 
 
@@ -159,7 +164,8 @@ def split_of(md5: str, seed: int = 0) -> str:
 
 
 # --------------------------------------------------------------------------- one file
-def analyse_midi(data: bytes, source: Source, min_bars: int, max_notes: int, seed: int) -> FileResult:
+def analyse_midi(data: bytes, source: Source, min_bars: int, max_notes: int, seed: int,
+                 settings: MeasureSettings | None = None) -> FileResult:
     """Validate one MIDI file and measure it; any failure becomes a rejection reason."""
     if len(data) == 0:
         return FileResult(source, reason="empty file (0 bytes)")
@@ -178,44 +184,47 @@ def analyse_midi(data: bytes, source: Source, min_bars: int, max_notes: int, see
     if n_bars < min_bars:
         return FileResult(source, reason=f"too few bars ({n_bars} < min_bars={min_bars})")
     md5 = hashlib.md5(data).hexdigest()
-    loops = detect_loops(score)
-    return _rows(score, source, md5, split_of(md5, seed), n_bars, n_notes, score_nomml(score), loops)
+    settings = settings or MeasureSettings()
+    annotations = None
+    if settings.use_dataset_annotations and source.row >= 0:
+        from mmmlib.data.annotations import read_dataset_annotations
+
+        annotations = read_dataset_annotations(source.path, source.row, score)
+    measures = measure_score(score, settings, annotations)
+    return _rows(score, source, md5, split_of(md5, seed), n_bars, n_notes, measures)
 
 
-def _rows(score, source, md5, split, n_bars, n_notes, nommls, loops) -> FileResult:
+def _rows(score, source, md5, split, n_bars, n_notes, measures: ScoreMeasures) -> FileResult:
     loops_per_track = [0] * len(score.tracks)
-    for loop in loops:
-        loops_per_track[loop.track_idx] += 1
+    for loop in measures.loops:
+        loops_per_track[loop["track_idx"]] += 1
     ts = score.time_signatures[0] if len(score.time_signatures) else None
     file_row = {
         "md5": md5, "path": source.path, "row": source.row, "split": split,
         "tpq": int(score.ticks_per_quarter), "n_tracks": len(score.tracks), "n_bars": n_bars,
-        "n_notes": n_notes, "n_loops": len(loops),
+        "n_notes": n_notes, "n_loops": len(measures.loops),
         "time_signature": f"{ts.numerator}/{ts.denominator}" if ts else "4/4",
         "tempo": float(score.tempos[0].qpm) if len(score.tempos) else 120.0,
     }
     track_rows = [
         {"md5": md5, "track_idx": i, "program": int(t.program), "is_drum": bool(t.is_drum),
-         "name": str(t.name), "n_notes": len(t.notes), "nomml": nommls[i], "n_loops": loops_per_track[i]}
+         "name": str(t.name), "n_notes": len(t.notes), "nomml": measures.nommls[i], "n_loops": loops_per_track[i],
+         "loopability": measures.loopability.get(i, float("nan"))}
         for i, t in enumerate(score.tracks)
     ]
-    loop_rows = [
-        {"md5": md5, "track_idx": lp.track_idx, "start_tick": lp.start_tick, "end_tick": lp.end_tick,
-         "duration_beats": float(lp.duration_beats), "note_density": float(lp.note_density)}
-        for lp in loops
-    ]
+    loop_rows = [{"md5": md5, **loop} for loop in measures.loops]
     return FileResult(source, file_row=file_row, track_rows=track_rows, loop_rows=loop_rows)
 
 
-def process_source(task: tuple[Source, int, int, int]) -> FileResult:
+def process_source(task: tuple[Source, int, int, int, MeasureSettings]) -> FileResult:
     """Worker entry point: read and analyse one source; never raises."""
-    source, min_bars, max_notes, seed = task
+    source, min_bars, max_notes, seed, settings = task
     try:
         data = read_midi_bytes(source.path, source.row)
     except Exception as exc:
         return FileResult(source, reason=f"cannot read input: {exc}")
     try:
-        return analyse_midi(data, source, min_bars, max_notes, seed)
+        return analyse_midi(data, source, min_bars, max_notes, seed, settings)
     except Exception as exc:  # a bug or a pathological file must not stop the corpus
         return FileResult(source, reason=f"analysis failed: {type(exc).__name__}: {exc}")
 
@@ -249,7 +258,8 @@ def _iter_results(tasks: list, workers: int, desc: str) -> Iterator[FileResult]:
 
 
 def prepare(sources: list[Source], min_bars: int = 8, max_notes: int = 200_000, workers: int = 1,
-            seed: int = 0) -> PrepResult:
+            seed: int = 0, expressive_tracks: str = "nomml12", expressive_mode: str = DEFAULT_MODE,
+            use_dataset_annotations: bool = False) -> PrepResult:
     """Validate and analyse ``sources``; duplicates (same md5) after the first are rejected.
 
     :param sources: inputs, e.g. from :func:`list_sources` and :func:`shard_sources`.
@@ -257,6 +267,11 @@ def prepare(sources: list[Source], min_bars: int = 8, max_notes: int = 200_000, 
     :param max_notes: files with more notes in total are rejected.
     :param workers: processes of the pool (1 = in this process).
     :param seed: salt of the deterministic split.
+    :param expressive_tracks: tracks searched for expressive loops: ``nomml12``, ``nomml12_files``,
+        ``all`` or ``none`` (see :mod:`~mmmlib.data.measure`).
+    :param expressive_mode: ``default`` or ``reference`` (see :mod:`~mmmlib.data.expressive`).
+    :param use_dataset_annotations: take NOMML and loops from GigaMIDI v1.1 parquet columns
+        where a row has them (:mod:`~mmmlib.data.annotations`) instead of computing them.
     :raises ConfigError: on a setting out of range (a bad file is rejected, never raised).
     """
     if min_bars < 0:
@@ -265,7 +280,8 @@ def prepare(sources: list[Source], min_bars: int = 8, max_notes: int = 200_000, 
         raise ConfigError("max_notes", f"must be >= 1, got {max_notes}")
     if workers < 1:
         raise ConfigError("workers", f"must be >= 1, got {workers}")
-    tasks = [(s, min_bars, max_notes, seed) for s in sources]
+    settings = MeasureSettings(expressive_tracks, expressive_mode, use_dataset_annotations)
+    tasks = [(s, min_bars, max_notes, seed, settings) for s in sources]
     files, tracks, loops, rejects = [], [], [], []
     first_path_of: dict[str, str] = {}
     for result in _iter_results(tasks, workers, desc="data prep"):
@@ -286,6 +302,8 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     if "nomml" in frame:  # nullable: empty tracks have no NOMML
         frame["nomml"] = frame["nomml"].astype("Int64")
+    if "loopability" in frame:  # NaN where the expressive detector did not run
+        frame["loopability"] = frame["loopability"].astype("float64")
     return frame
 
 
@@ -300,6 +318,9 @@ def summary_table(result: PrepResult) -> pd.DataFrame:
         "tracks with notes": len(with_notes),
         "tracks with >= 1 loop": int((tracks["n_loops"] > 0).sum()) if len(tracks) else 0,
         "loops": len(result.loops),
+        "exact loops": int((result.loops["kind"] == "exact").sum()),
+        "tracks searched for expressive loops": int(tracks["loopability"].notna().sum()) if len(tracks) else 0,
+        "expressive loops": int((result.loops["kind"] == "expressive").sum()),
         "expressive tracks (NOMML 12)": int((with_notes["nomml"] == 12).sum()) if len(with_notes) else 0,
         **{f"{s} files": int((result.files["split"] == s).sum()) for s, _ in SPLIT_FRACTIONS},
     }

@@ -18,7 +18,11 @@ expressive    12     a performance: microtiming off every grid, velocity and dur
 
 Most tracks repeat a planted loop that :func:`mmmlib.data.loops.detect_loops` finds exactly
 (its start and end ticks are in the manifest); through-composed and expressive tracks have
-none. Three modules, one job each:
+none. ``write_corpus(..., num_expressive_files=N)`` adds N *performed* files
+(``expressive_NNNN.mid``), the ground truth of :mod:`mmmlib.data.expressive`: every track
+is performed, and most repeat a planted pattern with microtiming and velocity variation
+(an expressive loop, in the manifest); the default corpus is unchanged. Three modules,
+one job each:
 
 - :mod:`~mmmlib.data.synth.bars`: one bar: onsets balanced for the style's NOMML, pitches per role;
 - :mod:`~mmmlib.data.synth.tracks`: one track: a planted loop, through-composed bars, or a performance;
@@ -34,6 +38,7 @@ from mmmlib.data.synth.corpus import (
     MIN_EXPRESSIVE_TPQ,
     PROGRAMS,
     TICKS_PER_QUARTER,
+    generate_performed_score,
     generate_score,
     main,
     write_corpus,
@@ -49,6 +54,7 @@ __all__ = [
     "Meter",
     "Voice",
     "bar_onsets",
+    "generate_performed_score",
     "generate_score",
     "main",
     "write_corpus",

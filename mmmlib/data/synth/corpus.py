@@ -1,8 +1,11 @@
 """Files of the synthetic corpus: one seeded multitrack score per file, and the manifest.
 
 :func:`generate_score` draws a file's meter, tempo, length, key and roles, then one track
-per role (:func:`~mmmlib.data.synth.tracks.track_events`); :func:`write_corpus` writes
-``synth_0000.mid`` ... and ``manifest.csv``; :func:`main` is ``python -m mmmlib synth``.
+per role (:func:`~mmmlib.data.synth.tracks.track_events`); :func:`generate_performed_score`
+draws a file the same way but performs every track, with planted expressive loops
+(:func:`~mmmlib.data.synth.tracks.performed_track`); :func:`write_corpus` writes
+``synth_0000.mid`` ... (and, when asked, ``expressive_0000.mid`` ...) and ``manifest.csv``;
+:func:`main` is ``python -m mmmlib synth``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import pandas as pd
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
 from mmmlib.core.errors import ConfigError
+from mmmlib.data.nomml import EXPRESSIVE_LEVEL
 from mmmlib.data.synth.bars import HATS, STYLE_NOMML, STYLES_BY_METER, Meter, Voice, pick
-from mmmlib.data.synth.tracks import track_events
+from mmmlib.data.synth.tracks import performed_track, track_events
 
 TICKS_PER_QUARTER = (96, 120, 192, 384, 480, 960)  # all divisible by 12: triplets and 16ths
 MIN_EXPRESSIVE_TPQ = 384  # below it jittered onsets cannot all leave the finest grids
@@ -25,6 +29,8 @@ TIME_SIGNATURES = ((4, 4), (3, 4), (6, 8))
 TEMPO_RANGE_QPM = (70, 160)
 NUM_BARS_RANGE = (8, 32)
 EXPRESSIVE_PROB = 0.2  # per track, in files with tpq >= MIN_EXPRESSIVE_TPQ
+PERFORMED_TPQ = tuple(t for t in TICKS_PER_QUARTER if t >= MIN_EXPRESSIVE_TPQ)  # performed files
+PERFORMED_STREAM = 12  # performed file i draws from default_rng([seed, 12, i]), apart from synth file i
 ROLE_PROB = {"drums": 0.85, "bass": 0.9, "chords": 0.9, "lead": 0.75}
 PROGRAMS = {  # GM programs; for drums the kit (standard, room, power, electronic, 808, jazz, brush)
     "drums": (0, 8, 16, 24, 25, 32, 40),
@@ -81,8 +87,24 @@ def generate_score(rng: np.random.Generator, file_name: str = "") -> tuple[Score
     :param file_name: stored in the ``file`` column of the rows.
     :return: a tick-time score and one dict per track (columns as in :func:`write_corpus`).
     """
+    return _generate(rng, file_name, performed=False)
+
+
+def generate_performed_score(rng: np.random.Generator, file_name: str = "") -> tuple[Score, list[dict]]:
+    """One synthetic file whose every track is performed (NOMML 12), most with a planted expressive loop.
+
+    :param rng: the only source of randomness.
+    :param file_name: stored in the ``file`` column of the rows.
+    :return: a tick-time score (``tpq >= 384``) and one dict per track, as :func:`generate_score`;
+        ``has_loop`` and the loop columns describe the planted expressive loop.
+    """
+    return _generate(rng, file_name, performed=True)
+
+
+def _generate(rng: np.random.Generator, file_name: str, performed: bool) -> tuple[Score, list[dict]]:
+    """The file-level draws (always in this order: the default corpus is pinned), then one track per role."""
     numerator, denominator = TIME_SIGNATURES[int(rng.integers(len(TIME_SIGNATURES)))]
-    meter = Meter(numerator, denominator, pick(rng, TICKS_PER_QUARTER))
+    meter = Meter(numerator, denominator, pick(rng, PERFORMED_TPQ if performed else TICKS_PER_QUARTER))
     qpm = int(rng.integers(TEMPO_RANGE_QPM[0], TEMPO_RANGE_QPM[1] + 1))
     num_bars = int(rng.integers(NUM_BARS_RANGE[0], NUM_BARS_RANGE[1] + 1))
     key_root, scale = int(rng.integers(12)), SCALES[pick(rng, tuple(SCALES))]
@@ -98,11 +120,15 @@ def generate_score(rng: np.random.Generator, file_name: str = "") -> tuple[Score
         "tempo_qpm": qpm,
         "num_bars": num_bars,
     }
+    styles = ["expressive"] * len(roles) if performed else _track_styles(rng, meter, len(roles))
     rows = []
-    for track_idx, (role, style) in enumerate(zip(roles, _track_styles(rng, meter, len(roles)), strict=True)):
+    for track_idx, (role, style) in enumerate(zip(roles, styles, strict=True)):
         notes_per_onset = {"drums": int(rng.integers(1, 3)), "chords": int(rng.integers(3, 5))}.get(role, 1)
         voice = Voice(role, key_root, scale, notes_per_onset, hat=pick(rng, HATS))
-        events, loop = track_events(rng, voice, style, meter, num_bars, progression)
+        if performed:
+            events, loop = performed_track(rng, voice, meter, num_bars, progression)
+        else:
+            events, loop = track_events(rng, voice, style, meter, num_bars, progression)
         program = pick(rng, PROGRAMS[role])
         score.tracks.append(_events_to_track(events, role, program, role == "drums"))
         rows.append(
@@ -113,7 +139,7 @@ def generate_score(rng: np.random.Generator, file_name: str = "") -> tuple[Score
                 "program": program,
                 "is_drum": role == "drums",
                 "timing_style": style,
-                "expected_nomml": STYLE_NOMML[style],
+                "expected_nomml": EXPRESSIVE_LEVEL if performed else STYLE_NOMML[style],
                 "has_loop": bool(loop),
                 **{key: loop.get(key) for key in LOOP_COLUMNS},
                 "num_notes": len(score.tracks[-1].notes),
@@ -123,35 +149,50 @@ def generate_score(rng: np.random.Generator, file_name: str = "") -> tuple[Score
     return score, rows
 
 
-def write_corpus(out_dir: str | Path, num_files: int = 200, seed: int = 0) -> pd.DataFrame:
+def write_corpus(out_dir: str | Path, num_files: int = 200, seed: int = 0,
+                 num_expressive_files: int = 0) -> pd.DataFrame:
     """Write ``synth_0000.mid`` ... and ``manifest.csv`` (one row per track) to ``out_dir``.
 
     File ``i`` comes from ``numpy.random.default_rng([seed, i])``: the same seed writes
     byte-identical files, and a smaller corpus is a prefix of a larger one. Files
     ``synth_NNNN.mid`` left in ``out_dir`` by a larger corpus are deleted, so that the
-    folder holds exactly the corpus its manifest describes.
+    folder holds exactly the corpus its manifest describes. With ``num_expressive_files``
+    the corpus also gets ``expressive_0000.mid`` ... (:func:`generate_performed_score`, from
+    ``default_rng([seed, 12, i])``): performed tracks, most with a planted expressive loop,
+    listed after the other files in the manifest; the default (0) writes exactly the
+    corpus it always has.
 
     :param out_dir: folder, created if needed.
     :param num_files: number of MIDI files (>= 1).
     :param seed: corpus seed.
+    :param num_expressive_files: number of performed files (>= 0).
     :return: the manifest: file, track_idx, role, program, is_drum, timing_style,
         expected_nomml, has_loop, the planted loop (``loop_start_tick``, ``loop_end_tick``,
         ``loop_start_bar``, ``pattern_bars``, ``repetitions``, ``loop_duration_beats``,
         ``loop_note_density``; empty without a loop), num_notes, ticks_per_quarter,
-        time_signature, tempo_qpm, num_bars.
-    :raises ConfigError: when ``num_files < 1``.
+        time_signature, tempo_qpm, num_bars. A planted loop is expressive on the rows with
+        ``timing_style == "expressive"``, exact on the others.
+    :raises ConfigError: when ``num_files < 1`` or ``num_expressive_files < 0``.
     """
     if num_files < 1:
         raise ConfigError("num_files", f"must be >= 1, got {num_files}")
+    if num_expressive_files < 0:
+        raise ConfigError("num_expressive_files", f"must be >= 0, got {num_expressive_files}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("synth_[0-9][0-9][0-9][0-9].mid"):  # from an earlier, larger corpus
-        if int(stale.stem[6:]) >= num_files:
-            stale.unlink()
+    for prefix, count in (("synth", num_files), ("expressive", num_expressive_files)):
+        for stale in out.glob(f"{prefix}_[0-9][0-9][0-9][0-9].mid"):  # from an earlier, larger corpus
+            if int(stale.stem[len(prefix) + 1:]) >= count:
+                stale.unlink()
     rows: list[dict] = []
     for file_idx in range(num_files):
         name = f"synth_{file_idx:04d}.mid"
         score, file_rows = generate_score(np.random.default_rng([seed, file_idx]), name)
+        score.dump_midi(str(out / name))
+        rows += file_rows
+    for file_idx in range(num_expressive_files):
+        name = f"expressive_{file_idx:04d}.mid"
+        score, file_rows = generate_performed_score(np.random.default_rng([seed, PERFORMED_STREAM, file_idx]), name)
         score.dump_midi(str(out / name))
         rows += file_rows
     manifest = pd.DataFrame(rows)
@@ -173,14 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="folder for the MIDI files and manifest.csv (created if needed)")
     parser.add_argument("--num-files", type=int, default=200, help="number of MIDI files (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed: the same seed writes the same bytes (default 0)")
+    parser.add_argument("--num-expressive-files", type=int, default=0,
+                        help="also write this many performed files with planted expressive loops (default 0)")
     args = parser.parse_args(argv)
     if args.num_files < 1:
         parser.error(f"--num-files must be >= 1, got {args.num_files}")
+    if args.num_expressive_files < 0:
+        parser.error(f"--num-expressive-files must be >= 0, got {args.num_expressive_files}")
     began = time.perf_counter()
-    manifest = write_corpus(args.out_dir, args.num_files, args.seed)
+    manifest = write_corpus(args.out_dir, args.num_files, args.seed, args.num_expressive_files)
     seconds = time.perf_counter() - began
     print(
-        f"wrote {args.num_files} files, {len(manifest)} tracks, {int(manifest['has_loop'].sum())} planted loops "
+        f"wrote {args.num_files + args.num_expressive_files} files, {len(manifest)} tracks, {int(manifest['has_loop'].sum())} planted loops "
         f"to {args.out_dir} in {seconds:.2f} s (seed {args.seed})"
     )
     print(

@@ -8,6 +8,15 @@ the first period: ``loop_start_tick`` = first pattern bar, ``loop_end_tick`` = o
 later. Through-composed tracks (random pitches and durations) and expressive tracks have
 no planted loop.
 
+Performed tracks (:func:`performed_track`, the files of ``write_corpus(num_expressive_files=N)``)
+plant *expressive* loops instead: a pattern of 1, 2 or 4 bars played 2-6 times after free
+intro bars, the whole track then performed (``_humanize``: every note moves off every
+grid, independently in each repetition, velocities and durations vary), so no two
+repetitions are equal. The first note set after the downbeat of each pattern bar shares no
+pitch with that of any other pattern bar, so the planted period is the only one; the
+manifest gives the loop at its nominal place (the barline of the first repetition, one
+period long). The other performed tracks (melodic only) are through-composed.
+
 Expressive tracks need ``tpq >= 384`` so that jittered onsets can all be moved off the
 finest grids (at tpq 96 those grids are 3 and 2 ticks apart); each onset is nudged by a
 tick until it is off.
@@ -18,11 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 from mmmlib.data.nomml import EXPRESSIVE_LEVEL, onset_levels
-from mmmlib.data.synth.bars import STYLES_BY_METER, Meter, Voice, bar_events, pick
+from mmmlib.data.synth.bars import (
+    DRUM_MARKERS,
+    PITCH_VARIANTS,
+    STYLES_BY_METER,
+    Meter,
+    Voice,
+    bar_events,
+    pick,
+)
 
 MAX_REPETITIONS = 6
 MAX_INTRO_BARS = 3  # few: 6+ silent bars in a row would repeat as barline-only "loops"
 THROUGH_COMPOSED_PROB = 0.25  # melodic tracks only: drums loop, or are expressive
+PERFORMED_LOOP_PROB = 0.7  # performed melodic tracks with a planted expressive loop; drums always loop
 PATTERN_BARS_BY_METER = {(4, 4): (1, 2, 4), (3, 4): (2, 4), (6, 8): (1, 2, 4)}
 
 
@@ -248,3 +266,65 @@ def track_events(
     if voice.role != "drums" and rng.random() < THROUGH_COMPOSED_PROB:
         return _free_events(rng, voice, style, meter, range(num_bars), progression), {}
     return _loop_track(rng, voice, style, meter, num_bars, progression)
+
+
+# Shifts tried, in order, to move a pattern bar's first set off the pitches of the others.
+DISJOINT_SHIFTS = tuple(PITCH_VARIANTS) + tuple(s for k in range(1, 25) for s in (k, -k) if abs(s) not in (5, 7, 12))
+
+
+def _make_bars_disjoint(voice: Voice, pattern: list[list], start_tick: int, num_bars: int, bar_ticks: int) -> None:
+    """Move the first set after the downbeat of each pattern bar until no two of them share a pitch."""
+    used: set[int] = set()
+    for bar in range(num_bars):
+        bar_start = start_tick + bar * bar_ticks
+        inner = [e for e in pattern if bar_start < e[0] < bar_start + bar_ticks]
+        if not inner:
+            continue
+        event = inner[0]
+        if used & set(event[1]):
+            if voice.role == "drums":  # a marker hit: the pattern plays it nowhere else
+                event[1] = (next(m for m in DRUM_MARKERS if m not in used),)
+            else:  # the whole set moved by the first interval that clears the others
+                event[1] = next(moved for shift in DISJOINT_SHIFTS
+                                if not used & set(moved := tuple(p + shift for p in event[1]))
+                                and 0 <= min(moved) and max(moved) <= 127)
+        used |= set(event[1])
+
+
+def performed_track(
+    rng: np.random.Generator, voice: Voice, meter: Meter, num_bars: int, progression: tuple[int, ...]
+) -> tuple[list[list], dict]:
+    """A performed track: a planted expressive loop (drums, or :data:`PERFORMED_LOOP_PROB`) or free bars.
+
+    Drums always loop, as in :func:`track_events`: free drum bars share their kick and snare
+    skeleton and repeat by chance, which would make the ground truth ambiguous.
+
+    :param voice: pitches of the track's role.
+    :param meter: time signature and resolution (``tpq >= 384``, see the module notes).
+    :param num_bars: length of the file.
+    :param progression: scale degrees of the chords, one per bar, cycled.
+    :return: the performed events ``[tick, (pitch,), duration, velocity]`` and the planted
+        loop as manifest columns ({} for a through-composed track).
+    """
+    meter_styles = STYLES_BY_METER[(meter.numerator, meter.denominator)]
+    style = pick(rng, [s for s in ("eighth", "sixteenth", "triplet") if s in meter_styles])
+    if voice.role != "drums" and rng.random() >= PERFORMED_LOOP_PROB:
+        return _humanize(rng, _free_events(rng, voice, style, meter, range(num_bars), progression), meter.tpq), {}
+    pattern_bars, start_bar = _plan_loop(rng, meter, num_bars)
+    start_tick, period = start_bar * meter.bar_ticks, pattern_bars * meter.bar_ticks
+    pattern = _pattern_events(rng, voice, style, meter, start_bar, pattern_bars, progression, 0.8)
+    _make_bars_disjoint(voice, pattern, start_tick, pattern_bars, meter.bar_ticks)
+    reps = int(rng.integers(2, min(MAX_REPETITIONS, (num_bars - start_bar) // pattern_bars) + 1))
+    filler = Voice("fill", voice.key_root, voice.scale, voice.notes_per_onset) if voice.role == "drums" else voice
+    intro = _intro(rng, filler, style, meter, pattern, start_bar, pattern_bars, progression)
+    outro = _free_events(rng, filler, style, meter, range(start_bar + pattern_bars * reps, num_bars), progression)
+    loop = {
+        "loop_start_tick": start_tick,
+        "loop_end_tick": start_tick + period,
+        "loop_start_bar": start_bar,
+        "pattern_bars": pattern_bars,
+        "repetitions": reps,
+        "loop_duration_beats": pattern_bars * meter.beats_per_bar,
+        "loop_note_density": len(pattern) / (pattern_bars * meter.beats_per_bar),
+    }
+    return _humanize(rng, intro + _repeat(pattern, period, reps) + outro, meter.tpq), loop
