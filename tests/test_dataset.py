@@ -138,8 +138,8 @@ def test_the_prompts_04_sends_are_common_training_headers(tok, tasks):
     from mmmlib.tokens.controls import LOOP_COUNT_TYPE, LOOP_DURATION_TYPE, NOMML_TYPE
     from mmmlib.tokens.samples import draw_recipe, select_controls
 
-    prepared = tok.prepare(Score(tasks[0].path), tasks[0].loops)
-    track = next(t for t in tok.encode_prepared(prepared) if any(x.startswith(LOOP_COUNT_TYPE) for x in t.header))
+    track = next(t for task in tasks for t in tok.encode_prepared(tok.prepare(Score(task.path), task.loops))
+                 if any(x.startswith(LOOP_DURATION_TYPE) for x in t.header))  # a track with loops
     every = frozenset(x.split("_", 1)[0] for x in track.header if x.startswith("AC"))
     shapes = {frozenset(): "none", frozenset({NOMML_TYPE}): "nomml",
               frozenset({NOMML_TYPE, LOOP_COUNT_TYPE, LOOP_DURATION_TYPE}): "nomml_loops", every: "all"}

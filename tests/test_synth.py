@@ -53,14 +53,14 @@ def test_default_corpus_is_pinned(corpus):
     # its random draws) must be deliberate. Hashes recorded from seed 0, 200 files.
     folder, _ = corpus
     manifest_sha = hashlib.sha256((folder / "manifest.csv").read_bytes()).hexdigest()
-    assert manifest_sha == "90c4f2a8e3daf43f780dc5c888ae6c982041d23c2a7459e4713c1fab15432c67"
+    assert manifest_sha == "3ae6ac56e4f00540f6719fcd91122397ce8c7f5381fadbda34d9060fb5674285"
     notes = hashlib.sha256()  # the notes read back, not the bytes: independent of the MIDI writer
     for path in sorted(folder.glob("*.mid")):
         for track in Score(str(path)).tracks:
             soa = track.notes.numpy()
             columns = [soa["time"], soa["duration"], soa["pitch"].astype(np.int32), soa["velocity"].astype(np.int32)]
             notes.update(np.stack(columns).astype(np.int64).tobytes())
-    assert notes.hexdigest() == "676226764ad40a5af606bad8ba30b41d292bb7342a724f1e70f91d175f80a19c"
+    assert notes.hexdigest() == "b72d761f3abf9fe795d18f2855606d1d85a73301e5510dcef75355050fa5b476"
 
 
 def test_smaller_corpus_replaces_a_larger_one(tmp_path):

@@ -25,6 +25,16 @@ STYLE_NOMML = {
     "swing": 1,
     "expressive": EXPRESSIVE_LEVEL,
 }
+# Fine styles, so that the corpus has every NOMML level: the beat plus a few onsets on the
+# level's own grid (ornaments, pushes, rolls), never so many that a bar floods the tokens.
+# Binary levels 6, 8, 10 (1/32, 1/64, 1/128 notes); ternary 3, 5, 7, 9, 11 (triplets of
+# 1/8, 1/16, 1/32, 1/64, 1/128 notes). Value: (level, grid slots per quarter note).
+FINE_STYLES = {
+    "triplet8": (3, 3), "triplet16": (5, 6), "thirtysecond": (6, 8), "triplet32": (7, 12),
+    "sixtyfourth": (8, 16), "triplet64": (9, 24), "hundredtwentyeighth": (10, 32), "triplet128": (11, 48),
+}
+FINE_ONSETS_PER_QUARTER = 2.0  # expected level-L onsets per quarter note in a fine style
+STYLE_NOMML.update({name: level for name, (level, _) in FINE_STYLES.items()})
 # One quarter note of each style: (offset as a fraction (num, den) of the quarter, keep probability).
 STYLE_SLOTS = {
     "quarter": (((0, 1), 1.0),),
@@ -33,12 +43,35 @@ STYLE_SLOTS = {
     "triplet": (((0, 1), 0.7), ((1, 3), 0.85), ((2, 3), 0.85)),
     "swing": (((0, 1), 0.6), ((2, 3), 0.95)),
 }
+
+
+def _fine_slots(level: int, per_quarter: int) -> tuple:
+    """The beat, and the slots of a quarter whose level is exactly ``level`` in an even or an
+    odd quarter (eighth-note triplets alternate with quarter-note triplets from beat to beat;
+    ``_balance`` sorts them out bar by bar)."""
+    tpq = 384  # divisible by every grid here (48 slots per quarter)
+    ticks = np.arange(1, per_quarter) * tpq // per_quarter
+    on_level = (onset_levels(ticks, tpq) == level) | (onset_levels(ticks + tpq, tpq) == level)
+    offsets = [int(m) for m in np.arange(1, per_quarter)[on_level]]
+    prob = min(0.45, FINE_ONSETS_PER_QUARTER / len(offsets))
+    return (((0, 1), 0.6), *(((m, per_quarter), prob) for m in offsets))
+
+
+STYLE_SLOTS.update({name: _fine_slots(level, per_quarter) for name, (level, per_quarter) in FINE_STYLES.items()})
 # 6/8 is felt in eighths: no quarter style (too sparse per eighth beat), no triplets or swing.
 STYLES_BY_METER = {
-    (4, 4): ("quarter", "eighth", "sixteenth", "triplet", "swing", "expressive"),
-    (3, 4): ("quarter", "eighth", "sixteenth", "triplet", "swing", "expressive"),
-    (6, 8): ("eighth", "sixteenth", "expressive"),
+    (4, 4): ("quarter", "eighth", "sixteenth", "triplet", "swing", "expressive", *FINE_STYLES),
+    (3, 4): ("quarter", "eighth", "sixteenth", "triplet", "swing", "expressive", *FINE_STYLES),
+    (6, 8): ("eighth", "sixteenth", "expressive", "thirtysecond", "sixtyfourth", "hundredtwentyeighth"),
 }
+
+
+def style_fits(style: str, tpq: int) -> bool:
+    """Whether every onset slot of ``style`` falls on a whole tick at ``tpq`` (e.g. 1/128
+    notes need ``tpq`` divisible by 32)."""
+    if style == "expressive":
+        return True
+    return all(tpq * num % den == 0 for (num, den), _ in STYLE_SLOTS[style])
 KICK, SNARE, TOMS, CRASH = 36, 38, (41, 43, 45, 47, 48, 50), 49
 HATS = (42, 44, 51, 70, 82)  # closed and pedal hi-hat, ride, maracas, shaker
 # Clap, open hat, ride bell, cowbell, claves, wood block: never played by _drum_hit, so a

@@ -20,7 +20,7 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 
 from mmmlib.core.errors import ConfigError
 from mmmlib.data.nomml import EXPRESSIVE_LEVEL
-from mmmlib.data.synth.bars import HATS, STYLE_NOMML, STYLES_BY_METER, Meter, Voice, pick
+from mmmlib.data.synth.bars import HATS, STYLE_NOMML, STYLES_BY_METER, Meter, Voice, pick, style_fits
 from mmmlib.data.synth.tracks import performed_track, track_events
 
 TICKS_PER_QUARTER = (96, 120, 192, 384, 480, 960)  # all divisible by 12: triplets and 16ths
@@ -68,7 +68,8 @@ def _events_to_track(events: list[list], name: str, program: int, is_drum: bool)
 
 def _track_styles(rng: np.random.Generator, meter: Meter, num_tracks: int) -> list[str]:
     """One timing style per track: mostly the file's base style, expressive only at high tpq."""
-    allowed = [s for s in STYLES_BY_METER[(meter.numerator, meter.denominator)] if s != "expressive"]
+    allowed = [s for s in STYLES_BY_METER[(meter.numerator, meter.denominator)]
+               if s != "expressive" and style_fits(s, meter.tpq)]
     base = pick(rng, allowed)
     can_perform = meter.tpq >= MIN_EXPRESSIVE_TPQ
     styles = []
