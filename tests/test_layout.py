@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import tomllib
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "mmmlib"
 # Lowest first: a module may import from its own layer or any layer below it.
@@ -170,3 +171,19 @@ def test_benchmark_results_name_no_machine_paths():
                  for needle in ("/work/", "/home/", "/tmp/", "/root/", "/Users/")
                  if needle in p.read_text(encoding="utf-8", errors="replace")]
     assert not offenders, "machine paths in benchmarks/results:\n" + "\n".join(offenders)
+
+
+def test_import_linter_contract_is_kept():
+    # The same layers as LAYERS above, as the ecosystem's tool reads them from pyproject.toml.
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(exe).is_file():
+        pytest.skip("import-linter is not installed (make setup installs it)")
+    proc = subprocess.run([exe], cwd=PACKAGE_DIR.parent, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 kept, 0 broken" in proc.stdout
+    layers = tomllib.loads((PACKAGE_DIR.parent / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    assert layers["layers"] == [f"mmmlib.{name}" for name in reversed(LAYERS)], "pyproject and LAYERS disagree"
