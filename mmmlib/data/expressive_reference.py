@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmmlib.data.loop_shared import iter_sub_loops
+from mmmlib.data.loop_shared import iter_sub_loops, note_set_runs
 from mmmlib.data.soft_matrix import SoftRuns, gather_pairs, outside, partners, soft_runs
 
 if TYPE_CHECKING:
@@ -85,13 +85,8 @@ def reference_grid(end_tick: int, ticks_per_quarter: int) -> tuple[np.ndarray, n
 
 def track_elements(track: Track, bars: np.ndarray) -> Elements:
     """Group consecutive notes with equal (start, end) into sets, add the barlines, sort stably by start."""
-    notes = track.notes.numpy()
-    start = notes["time"].astype(np.int64)
-    end = start + notes["duration"].astype(np.int64)
-    is_first = np.ones(len(start), dtype=bool)
-    is_first[1:] = (start[1:] != start[:-1]) | (end[1:] != end[:-1])
-    first = np.flatnonzero(is_first)
-    byte = notes["pitch"].astype(np.int64) & 0xFF  # int8 pitches as 0..255, injective
+    start, end, first, byte = note_set_runs(track)
+    velocity = track.notes.numpy()["velocity"]
     num_words = 4 if len(byte) and byte.max() >= 128 else 2
     bit = np.left_shift(np.uint64(1), (byte & 63).astype(np.uint64))
     set_words = np.zeros((len(first), num_words), dtype=np.uint64)
@@ -101,7 +96,7 @@ def track_elements(track: Track, bars: np.ndarray) -> Elements:
     # mean velocity over *all* notes with the same (start, end), as the reference matches them
     span = (start << 32) + (end - start)
     spans, span_of_note = np.unique(span, return_inverse=True)
-    mean = np.bincount(span_of_note, weights=notes["velocity"].astype(np.float64)) / np.bincount(span_of_note)
+    mean = np.bincount(span_of_note, weights=velocity.astype(np.float64)) / np.bincount(span_of_note)
     found = np.minimum(np.searchsorted(spans, bars << 32), max(len(spans) - 1, 0))
     bar_velocity = np.where(spans[found] == bars << 32, mean[found], 0.0) if len(spans) else np.zeros(len(bars))
     set_start, set_end = start[first], end[first]

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from symusic import Score
+    from symusic import Score, Track
 
 
 def bars_and_beats(score: Score) -> tuple[np.ndarray, np.ndarray] | None:
@@ -65,3 +65,18 @@ def iter_sub_loops(cells: dict[float, list[tuple[int, int]]]) -> Iterator[tuple[
                     repeats[chain_start] = (chain_end, chain_dur)
                 chain_start, chain_end, chain_dur = x, y, duration
             yield x, y, duration
+
+
+def note_set_runs(track: Track) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive notes with equal (start, end) form one note set (the reference's grouping).
+
+    :return: ``(start, end, first, byte)``: every note's start and end tick, the index of each
+        set's first note, and every note's pitch as 0..255 (int8 pitches, injective).
+    """
+    notes = track.notes.numpy()
+    start = notes["time"].astype(np.int64)
+    end = start + notes["duration"].astype(np.int64)
+    is_first = np.ones(len(start), dtype=bool)
+    is_first[1:] = (start[1:] != start[:-1]) | (end[1:] != end[:-1])
+    byte = notes["pitch"].astype(np.int64) & 0xFF
+    return start, end, np.flatnonzero(is_first), byte

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmmlib.core.errors import ConfigError
-from mmmlib.data.loop_shared import bars_and_beats, filter_sub_loops
+from mmmlib.data.loop_shared import bars_and_beats, filter_sub_loops, note_set_runs
 
 if TYPE_CHECKING:
     from symusic import Score, Track
@@ -162,13 +162,7 @@ def _note_set_keys(track: Track) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     :return: ``(starts, is_sounding, keys)``: int64 keys >= 0, equal iff same duration
         and same pitch set (the reference's NoteSet equality).
     """
-    notes = track.notes.numpy()
-    start = notes["time"].astype(np.int64)
-    end = start + notes["duration"].astype(np.int64)
-    is_first = np.ones(len(start), dtype=bool)
-    is_first[1:] = (start[1:] != start[:-1]) | (end[1:] != end[:-1])
-    first = np.flatnonzero(is_first)
-    byte = notes["pitch"].astype(np.int64) & 0xFF  # int8 pitches as 0..255, injective
+    start, end, first, byte = note_set_runs(track)
     pitch_code = np.minimum.reduceat(byte, first)  # the pitch, for single-pitch sets
     is_chord = pitch_code != np.maximum.reduceat(byte, first)
     if is_chord.any():  # chords: one id per distinct 256-bit pitch bitset, after the pitches

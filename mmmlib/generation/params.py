@@ -10,6 +10,24 @@ from mmmlib.core.params import ParamError, Params, require
 from mmmlib.generation.results import NO_CONTROL
 
 
+def check_sampling_and_device(p: Params) -> None:
+    """Checks shared by every notebook that samples (04, 06): ``temperature``, ``top_k``,
+    ``top_p``, ``repetition_penalty``, ``max_tokens_per_bar``, ``num_threads`` and ``device``.
+
+    :param p: parameters with those fields.
+    :raises ParamError: naming the first wrong one.
+    """
+    require(p.temperature > 0, "temperature", f"must be > 0, got {p.temperature}")
+    require(p.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {p.top_k}")
+    require(0 < p.top_p <= 1, "top_p", f"must be in (0, 1], got {p.top_p}")
+    require(p.repetition_penalty >= 0, "repetition_penalty",
+            f"must be > 0, or 0 for the model's default (1.2 published, 1.0 mmmlib), got {p.repetition_penalty}")
+    require(p.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {p.max_tokens_per_bar}")
+    require(p.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {p.num_threads}")
+    require(p.device in ("auto", "cpu") or p.device.startswith("cuda"), "device",
+            f"must be 'auto', 'cpu' or 'cuda[:N]', got {p.device!r}")
+
+
 @dataclasses.dataclass
 class GenerateParams(Params):
     """Parameters of ``04_generate.ipynb`` (see the notebook for their meaning).
@@ -76,16 +94,8 @@ class GenerateParams(Params):
         require(0 <= self.loop_count <= 5, "loop_count", f"must be in 0-5 (5 means 5 or more), got {self.loop_count}")
         require(self.loop_duration_bars >= 1, "loop_duration_bars", f"must be >= 1, got {self.loop_duration_bars}")
         require(self.tempo >= 0, "tempo", f"must be >= 0 (0: sampled), got {self.tempo}")
-        require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        require(self.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {self.top_k}")
-        require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
-        require(self.repetition_penalty >= 0, "repetition_penalty",
-                f"must be > 0, or 0 for the model's default (1.2 published, 1.0 mmmlib), got {self.repetition_penalty}")
-        require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
+        check_sampling_and_device(self)
         require(self.num_plots >= 0, "num_plots", f"must be >= 0, got {self.num_plots}")
-        require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
-        require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
-                f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         check_against_tokenizer(self, tokenizer)  # reads the tokenizer file only, never the model
 
     def _check_programs(self) -> None:

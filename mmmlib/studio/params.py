@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmmlib.core.params import ParamError, Params, require
+from mmmlib.generation.params import check_sampling_and_device
 
 # Keys a track of ``tracks`` may have; everything else is a typo the user should hear about.
 TRACK_KEYS = ("program", "nomml", "loop_count", "loop_duration_bars", "controls")
@@ -63,12 +64,7 @@ class StudioParams(Params):
             parts = self.time_signature.split("/")
             require(len(parts) == 2 and all(x.isdigit() and int(x) > 0 for x in parts), "time_signature",
                     f"must look like '4/4' (empty: sampled by the model), got {self.time_signature!r}")
-        require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        require(self.top_k >= 0, "top_k", f"must be >= 0 (0: off), got {self.top_k}")
-        require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
-        require(self.repetition_penalty >= 0, "repetition_penalty",
-                f"must be > 0, or 0 for the model's default (1.2 published, 1.0 mmmlib), got {self.repetition_penalty}")
-        require(self.max_tokens_per_bar >= 8, "max_tokens_per_bar", f"must be >= 8, got {self.max_tokens_per_bar}")
+        check_sampling_and_device(self)
         if self.midi_file:
             require(Path(self.midi_file).is_file(), "midi_file", f"is not a file: {self.midi_file!r}")
         require(self.infill_track >= -1, "infill_track", f"must be a track index, or -1 for no infill, got {self.infill_track}")
@@ -82,9 +78,6 @@ class StudioParams(Params):
         require(0 <= self.chosen_variation < self.num_variations, "chosen_variation",
                 f"must be in [0, num_variations={self.num_variations}), got {self.chosen_variation}")
         require(bool(self.output_folder), "output_folder", "must not be empty")
-        require(self.num_threads >= 0, "num_threads", f"must be >= 0 (0: torch's default), got {self.num_threads}")
-        require(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
-                f"must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.soundfont:
             require(Path(self.soundfont).expanduser().is_file(), "soundfont", f"is not a file: {self.soundfont!r}")
 
