@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import papermill as pm
 import pytest
 from datasets import load_from_disk
@@ -27,6 +28,7 @@ from mmmlib.tokens import (
     build_tokenizer,
     dataset,
     file_samples,
+    load_any_tokenizer,
     load_frozen_tokenizer,
     load_tokenizer,
     load_tokens,
@@ -38,6 +40,7 @@ from mmmlib.tokens import (
     train_bpe,
 )
 from mmmlib.tokens import bpe as bpe_module
+from mmmlib.tokens.published import PublishedTokenizer
 from mmmlib.tokens.samples import plan_chunks, valid_transpositions
 from tests.tokenizer_fixtures import REAL_CORPUS, make_data_dir
 
@@ -210,7 +213,8 @@ def test_bpe_step_writes_the_shared_tokenizer_once_when_trained(tasks, tmp_path,
 
 
 def test_bpe_cli_trains_the_same_tokenizer(data_dir, frozen, tmp_path, capsys):
-    assert dataset.main(["bpe", str(data_dir), str(tmp_path), "--vocab-size", "1000", "--max-files", "100"]) == 0
+    assert dataset.main(["bpe", str(data_dir), str(tmp_path), "--vocab-size", "1000", "--max-files", "100",
+                         "--dialect", "mmmlib"]) == 0
     assert tokenizer_sha256(tmp_path / "tokenizer.json") == tokenizer_sha256(frozen)
     assert tokenizer_sha256(frozen) in capsys.readouterr().out
     with pytest.raises(SystemExit) as help_exit:
@@ -287,7 +291,7 @@ def test_merge_refuses_shards_of_different_tokenizers(frozen, data_dir, tmp_path
 
 
 # --------------------------------------------------------------------------- notebook 02
-GOOD_PARAMS = dict(vocab_size=0, bpe_max_files=10, max_seq_len=512, expressive=True, microtiming_resolution=192,
+GOOD_PARAMS = dict(dialect="mmmlib", base_tokenizer="", vocab_size=0, bpe_max_files=10, max_seq_len=512, expressive=True, microtiming_resolution=192,
                    infill_fraction=0.75, min_track_fraction=0.4, track_control_prob=0.75, bar_control_prob=0.25,
                    control_mix={"none": 0.2, "nomml": 0.2, "nomml_loops": 0.2, "all": 0.2, "independent": 0.2},
                    augment=True, augment_copies=1, use_nomml=True, use_loops=True, use_track_note_density=True,
@@ -302,7 +306,12 @@ def test_params_are_checked(data_dir, frozen):
     TokenizerParams(**good)
     for bad, name in [({"microtiming_resolution": 100}, "microtiming_resolution"), ({"vocab_size": "1k"}, "vocab_size"),
                       ({"infill_fraction": 1.5}, "infill_fraction"), ({"data_dir": "/nope"}, "data_dir"),
-                      ({"step": "tokens"}, "step"), ({"num_shards": 2}, "step"), ({"step": "samples"}, "bpe step")]:
+                      ({"step": "tokens"}, "step"), ({"num_shards": 2}, "step"), ({"step": "samples"}, "bpe step"),
+                      ({"dialect": "remi"}, "dialect"), ({"base_tokenizer": "x.json"}, "base_tokenizer"),
+                      ({"dialect": "published"}, "bar_control_prob"),
+                      ({"dialect": "published", "bar_control_prob": 0.0, "expressive": False}, "expressive"),
+                      ({"dialect": "published", "bar_control_prob": 0.0, "base_tokenizer": "/nope.json"},
+                       "base_tokenizer")]:
         with pytest.raises(ParamError, match=name):
             TokenizerParams(**{**good, **bad})
     sharded = TokenizerParams(**{**good, "output_dir": str(frozen.parent), "step": "samples", "num_shards": 2,
@@ -312,19 +321,22 @@ def test_params_are_checked(data_dir, frozen):
         load_frozen_tokenizer(frozen, like=build_tokenizer(controls=ControlSwitches(loops=False)))
 
 
-def test_notebook_02_runs_on_tiny_params(data_dir, tmp_path):
+@pytest.mark.parametrize("dialect", ["published", "mmmlib"])
+def test_notebook_02_runs_on_tiny_params(data_dir, tmp_path, dialect):
     out = tmp_path / "run"
     pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "02.ipynb"), progress_bar=False, kernel_name="python3",
-                        parameters=dict(data_dir=str(data_dir), output_dir=str(out), vocab_size=950,
+                        parameters=dict(data_dir=str(data_dir), output_dir=str(out), vocab_size=950, dialect=dialect,
                                         max_seq_len=512, roundtrip_files=2, workers=1))
     assert json.loads((out / "params.json").read_text())["stage"] == "02_tokenizer"
-    tok = load_tokenizer(out / "tokenizer.json")
-    assert len(tok) == 950
+    tok = load_any_tokenizer(out / "tokenizer.json")
+    assert len(tok) == 950 and isinstance(tok, PublishedTokenizer) == (dialect == "published")
     for split in SPLITS:
         ds = load_tokens(out, split)
         assert len(ds) > 0 and max(ds["num_tokens"]) <= 512 and max(max(r) for r in ds["input_ids"]) < 950
     for name in ("vocabulary", "sequence_lengths", "control_shares", "roundtrip_example"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    roundtrip = pd.read_csv(out / "roundtrip.csv")
+    assert len(roundtrip) and (roundtrip["notes_after"] == roundtrip["notes_before"]).all()
     assert (out / "roundtrip.csv").exists() and (out / "tokenize_report.csv").exists()
     assert json.loads((out / "tokens" / "build.json").read_text())["tokenizer_sha256"] == \
         tokenizer_sha256(out / "tokenizer.json")

@@ -2,9 +2,13 @@
 
 Two steps, in this order:
 
-1. **BPE** (:mod:`~mmmlib.tokens.bpe`): build an :class:`MMMLoop` tokenizer, learn BPE
-   merges on the train split, and freeze ``tokenizer.json`` (written once, atomically);
-2. **samples** (:mod:`~mmmlib.tokens.dataset`): cut, mask and tokenise every file into
+1. **BPE** (:mod:`~mmmlib.tokens.steps`): build a tokenizer, learn BPE merges on the train
+   split, and freeze ``tokenizer.json`` (written once, atomically). The default dialect is the
+   published MIDI-GPT-Loop one (:mod:`~mmmlib.tokens.published_build`: its base vocabulary,
+   new merges; or the published file itself, to fine-tune its model); ``dialect="mmmlib"``
+   builds mmmlib's :class:`MMMLoop` (:mod:`~mmmlib.tokens.bpe`);
+2. **samples** (:mod:`~mmmlib.tokens.dataset`, with :mod:`~mmmlib.tokens.published_samples`
+   or :mod:`~mmmlib.tokens.samples` by dialect): cut, mask and tokenise every file into
    ``tokens/{train,valid,test}`` with a private copy of the frozen tokenizer, in one process
    or as shards that :func:`merge_shards` joins (refusing shards of different tokenizers).
 
@@ -31,11 +35,13 @@ from mmmlib.tokens.special import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_E
 from mmmlib.tokens.stats import (
     control_shares,
     length_table,
+    roundtrip_example,
     roundtrip_summary,
     roundtrip_table,
     sample_rows,
     vocab_by_family,
 )
+from mmmlib.tokens.steps import tokenizer_step
 from mmmlib.tokens.tokenizer import (
     ControlSwitches,
     MMMLoop,
@@ -59,8 +65,8 @@ __all__ = [
     "ControlSwitches", "DecodeResult", "FileTask", "MMMLoop", "SampleOptions", "TokenizerParams",
     "augmentations", "build_splits", "build_tokenizer", "control_ids", "control_shares", "count_grammar_errors",
     "file_samples", "grammar_rules", "language_fingerprint", "length_table", "load_any_tokenizer", "load_frozen_tokenizer", "load_tokenizer", "load_tokens",
-    "merge_shards", "piano_roll_pair", "roundtrip_file", "roundtrip_summary", "roundtrip_table", "sample_rows",
+    "merge_shards", "piano_roll_pair", "roundtrip_example", "roundtrip_file", "roundtrip_summary", "roundtrip_table", "sample_rows",
     "save_tokenizer", "sequence_length_histogram", "special_ids", "tasks_of", "tokenizer_config",
-    "tokenizer_sha256", "tokens_dir", "track_prompt_ids", "track_prompt_tokens", "train_bpe", "vocab_by_family",
+    "tokenizer_sha256", "tokenizer_step", "tokens_dir", "track_prompt_ids", "track_prompt_tokens", "train_bpe", "vocab_by_family",
     "vocab_table",
 ]

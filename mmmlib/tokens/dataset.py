@@ -40,8 +40,13 @@ from mmmlib.core.errors import ConfigError, DataError
 from mmmlib.core.midi import read_score
 from mmmlib.tokens.bpe import tokenizer_sha256, train_bpe
 from mmmlib.tokens.corpus import SPLITS, FileTask, file_seed, ordered_map, tasks_of
+from mmmlib.tokens.loading import load_any_tokenizer
+from mmmlib.tokens.published import PublishedTokenizer
+from mmmlib.tokens.published_build import train_published_bpe
+from mmmlib.tokens.published_samples import augmented_scores, loops_of_task
+from mmmlib.tokens.published_samples import file_samples as published_file_samples
 from mmmlib.tokens.samples import SampleOptions, augmentations, file_samples
-from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer, load_tokenizer
+from mmmlib.tokens.tokenizer import ControlSwitches, build_tokenizer
 
 BUILD_INFO = "build.json"
 FEATURES = Features({
@@ -63,7 +68,9 @@ _WORKER: dict = {}
 
 
 def _init_worker(tokenizer_path: str, opts: SampleOptions, seed: int, augment_copies: int) -> None:
-    _WORKER.update(tok=load_tokenizer(tokenizer_path), opts=opts, seed=seed, copies=augment_copies)
+    tok = load_any_tokenizer(tokenizer_path)
+    _WORKER.update(tok=tok, published=isinstance(tok, PublishedTokenizer), opts=opts, seed=seed,
+                   copies=augment_copies)
 
 
 def _rows(samples, md5: str, transpose: int, velocity_shift: int) -> list[dict]:
@@ -80,11 +87,13 @@ def tokenize_file(task: FileTask) -> tuple[FileTask, list[dict], int, str]:
     """
     tok, opts = _WORKER["tok"], _WORKER["opts"]
     rng = file_seed(_WORKER["seed"], task.md5)
+    copies = _WORKER["copies"] if task.split == "train" else 0
     try:
+        if _WORKER["published"]:
+            return task, *_published_rows(tok, task, rng, opts, copies), ""
         prepared = tok.prepare(read_score(task.path, task.row), task.loops)
         samples, dropped = file_samples(tok, prepared, rng, opts)
         rows = _rows(samples, task.md5, 0, 0)
-        copies = _WORKER["copies"] if task.split == "train" else 0
         for variant, semitones, bins in augmentations(tok, prepared, rng, copies):
             samples, more = file_samples(tok, variant, rng, opts)
             rows += _rows(samples, task.md5, semitones, bins)
@@ -92,6 +101,20 @@ def tokenize_file(task: FileTask) -> tuple[FileTask, list[dict], int, str]:
     except Exception as exc:  # one bad file must not stop a corpus
         return task, [], 0, f"{type(exc).__name__}: {exc}"
     return task, rows, dropped, ""
+
+
+def _published_rows(tok: PublishedTokenizer, task: FileTask, rng: np.random.Generator, opts: SampleOptions,
+                    copies: int) -> tuple[list[dict], int]:
+    """Rows and dropped chunks of one file in the published dialect (plus augmented copies)."""
+    score = read_score(task.path, task.row)
+    loops = loops_of_task(task.loops)
+    samples, dropped = published_file_samples(tok, score, loops, rng, opts)
+    rows = _rows(samples, task.md5, 0, 0)
+    for variant, semitones, steps in augmented_scores(score, tok.vocab.grids.pitch_range, rng, copies):
+        samples, more = published_file_samples(tok, variant, loops, rng, opts)
+        rows += _rows(samples, task.md5, semitones, steps)
+        dropped += more
+    return rows, dropped
 
 
 # --------------------------------------------------------------------------- writing
@@ -269,10 +292,17 @@ def merge_shards(output_dir: str | Path, num_shards: int) -> dict[str, int]:
 
 
 def _bpe_command(args: argparse.Namespace) -> None:
-    switches = ControlSwitches(**{name: False for name in args.no_control})
-    tok = build_tokenizer(not args.quantized, args.microtiming_resolution, switches)
     path = Path(args.output_dir) / "tokenizer.json"
-    train_bpe(tok, path, tasks_of(args.data_dir), args.vocab_size, args.max_files, args.seed, args.workers)
+    tasks = tasks_of(args.data_dir)
+    if args.dialect == "published":
+        if args.quantized or args.no_control:
+            raise SystemExit("--quantized and --no-control are settings of --dialect mmmlib")
+        tok = train_published_bpe(path, tasks, args.vocab_size, args.max_files, args.seed, args.workers,
+                                  args.base_tokenizer)
+    else:
+        switches = ControlSwitches(**{name: False for name in args.no_control})
+        tok = build_tokenizer(not args.quantized, args.microtiming_resolution, switches)
+        train_bpe(tok, path, tasks, args.vocab_size, args.max_files, args.seed, args.workers)
     print(f"{path}: {len(tok)} ids, sha256 {tokenizer_sha256(path)}")
 
 
@@ -287,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     bpe.add_argument("--max-files", type=int, default=20000, help="train files BPE learns from (seeded sample)")
     bpe.add_argument("--seed", type=int, default=0, help="seed of the file sample")
     bpe.add_argument("--workers", type=int, default=1, help="processes that encode the files")
-    bpe.add_argument("--quantized", action="store_true", help="no microtiming, 32 velocity bins")
+    bpe.add_argument("--dialect", choices=["published", "mmmlib"], default="published",
+                     help="token language: the published MIDI-GPT-Loop one (default) or mmmlib's own")
+    bpe.add_argument("--base-tokenizer", default="",
+                     help="published dialect: freeze this tokenizer file as it is instead of training BPE")
+    bpe.add_argument("--quantized", action="store_true", help="mmmlib dialect: no microtiming, 32 velocity bins")
     bpe.add_argument("--microtiming-resolution", type=int, default=192, help="microtiming ticks per beat")
     bpe.add_argument("--no-control", action="append", default=[], metavar="NAME",
                      choices=[f.name for f in dataclasses.fields(ControlSwitches)],

@@ -13,6 +13,13 @@ from mmmlib.tokens.samples import CONTROL_RECIPES, SampleOptions
 from mmmlib.tokens.tokenizer import ControlSwitches
 
 STEPS = ("all", "bpe", "samples")
+DIALECTS = ("published", "mmmlib")
+# use_* switch -> the published dialect's control (as published_samples.control_of names it)
+PUBLISHED_CONTROLS = {"use_nomml": ("ACMedianMetricLevel",), "use_loops": ("ACLoopCount", "ACLoopDurationQuantile"),
+                      "use_track_note_density": ("ACTrackNoteDensity",),
+                      "use_track_polyphony": ("ACTrackOnsetPolyphony",),
+                      "use_track_note_duration": ("ACTrackNoteDuration",),
+                      "use_track_repetition": ("ACTrackRepetition",)}
 
 
 @dataclasses.dataclass
@@ -26,6 +33,8 @@ class TokenizerParams(Params):
 
     data_dir: str
     output_dir: str
+    dialect: str
+    base_tokenizer: str
     vocab_size: int
     bpe_max_files: int
     max_seq_len: int
@@ -60,6 +69,17 @@ class TokenizerParams(Params):
         require((Path(self.data_dir) / "files.parquet").is_file(), "data_dir",
                 f"has no files.parquet: {self.data_dir!r} (the output_dir of 01_data_prep)")
         require(bool(self.output_dir), "output_dir", "must not be empty")
+        require(self.dialect in DIALECTS, "dialect", f"must be one of {DIALECTS}, got {self.dialect!r}")
+        require(not self.base_tokenizer or self.dialect == "published", "base_tokenizer",
+                "is only read in the published dialect (dialect='published')")
+        require(not self.base_tokenizer or Path(self.base_tokenizer).is_file(), "base_tokenizer",
+                f"is not a file: {self.base_tokenizer!r}")
+        if self.dialect == "published":
+            # the published language has one microtiming grid and no bar controls in its windows
+            require(self.expressive, "expressive", "must be true in the published dialect (microtiming is part of it)")
+            require(self.bar_control_prob == 0, "bar_control_prob",
+                    f"must be 0 in the published dialect (its training windows carry no bar controls), got "
+                    f"{self.bar_control_prob}")
         require(self.vocab_size >= 0, "vocab_size", f"must be >= 0 (0: no BPE), got {self.vocab_size}")
         require(self.bpe_max_files >= 1, "bpe_max_files", f"must be >= 1, got {self.bpe_max_files}")
         require(self.max_seq_len >= 64, "max_seq_len", f"must be >= 64, got {self.max_seq_len}")
@@ -108,10 +128,13 @@ class TokenizerParams(Params):
 
     def sample_options(self) -> SampleOptions:
         """How samples are cut and masked."""
+        excluded = tuple(c for name, controls in PUBLISHED_CONTROLS.items() if not getattr(self, name)
+                         for c in controls) if self.dialect == "published" else ()
         return SampleOptions(max_seq_len=self.max_seq_len, infill_fraction=self.infill_fraction,
                              min_track_fraction=self.min_track_fraction, track_control_prob=self.track_control_prob,
                              bar_control_prob=self.bar_control_prob,
-                             control_mix=tuple((k, float(v)) for k, v in self.control_mix.items()))
+                             control_mix=tuple((k, float(v)) for k, v in self.control_mix.items()),
+                             excluded_controls=excluded)
 
     def param_errors(self) -> contextlib.AbstractContextManager[None]:
         """Context in which the library's :class:`~mmmlib.core.errors.ConfigError` becomes a

@@ -68,6 +68,8 @@ class SampleOptions:
     track_control_prob: float = 0.75
     bar_control_prob: float = 0.25
     control_mix: tuple[tuple[str, float], ...] = DEFAULT_CONTROL_MIX
+    # published dialect: controls (as :func:`mmmlib.tokens.published_samples.control_of` names them) never kept
+    excluded_controls: tuple[str, ...] = ()
 
 
 @dataclass

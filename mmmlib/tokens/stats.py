@@ -9,21 +9,47 @@ import pandas as pd
 
 from mmmlib.core.midi import read_score
 from mmmlib.tokens.decoding import roundtrip_file
+from mmmlib.tokens.published import PublishedTokenizer
+from mmmlib.tokens.published_build import roundtrip_published
+from mmmlib.tokens.published_samples import control_of, loops_of_task
 from mmmlib.tokens.vocab import vocab_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from datasets import Dataset
+    from symusic import Score
 
     from mmmlib.tokens.corpus import FileTask
     from mmmlib.tokens.tokenizer import MMMLoop
 
 
-def vocab_by_family(tok: MMMLoop) -> pd.DataFrame:
+def published_vocab_table(tok: PublishedTokenizer) -> pd.DataFrame:
+    """One row per id of a published-dialect tokenizer: ``id``, ``family`` (a control's
+    name, ``BPE`` for merged ids, ``▁`` for the id of ``▁`` alone) and ``is_control``."""
+    rows = []
+    for i, pieces in enumerate(tok.id_tokens()):
+        if len(pieces) > 1:
+            family = "BPE"
+        elif not pieces:
+            family = "\u2581"
+        elif pieces[0].startswith("AC"):
+            family = control_of(pieces[0])
+        else:
+            family = pieces[0].split("_", 1)[0]
+        rows.append({"id": i, "family": family, "is_control": len(pieces) == 1 and pieces[0].startswith("AC")})
+    return pd.DataFrame(rows)
+
+
+def _table(tok: MMMLoop | PublishedTokenizer) -> pd.DataFrame:
+    return published_vocab_table(tok) if isinstance(tok, PublishedTokenizer) else vocab_table(tok)
+
+
+def vocab_by_family(tok: MMMLoop | PublishedTokenizer) -> pd.DataFrame:
     """Number of ids per family (controls grouped as ``track control`` / ``bar control`` too)."""
-    table = vocab_table(tok)
-    kind = np.select([table["family"].str.startswith("ACTrack"), table["family"].str.startswith("ACBar"),
+    table = _table(tok)
+    is_bar = table["family"].str.startswith("ACBar")
+    kind = np.select([table["is_control"] & ~is_bar, is_bar,
                       table["family"] == "BPE"], ["track control", "bar control", "BPE merge"], "base")
     counts = table.assign(kind=kind).groupby(["kind", "family"]).size().rename("ids")
     return counts.reset_index().sort_values(["kind", "ids"], ascending=[True, False]).reset_index(drop=True)
@@ -51,13 +77,13 @@ def length_table(datasets: dict[str, Dataset]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def control_shares(tok: MMMLoop, dataset: Dataset) -> pd.DataFrame:
+def control_shares(tok: MMMLoop | PublishedTokenizer, dataset: Dataset) -> pd.DataFrame:
     """Per control token type: its ids in the split and its share of all ids."""
     if len(dataset) == 0:
         return pd.DataFrame(columns=["control", "count", "share"])
     ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in dataset["input_ids"]])
     counts = np.bincount(ids, minlength=len(tok))
-    table = vocab_table(tok)
+    table = _table(tok)
     controls = table[table["is_control"]]
     per_type = controls.assign(count=counts[controls["id"].to_numpy()]).groupby("family")["count"].sum()
     out = per_type.rename_axis("control").reset_index()
@@ -65,7 +91,8 @@ def control_shares(tok: MMMLoop, dataset: Dataset) -> pd.DataFrame:
     return out.sort_values("count", ascending=False).reset_index(drop=True)
 
 
-def roundtrip_table(tok: MMMLoop, tasks: Sequence[FileTask], read: Callable = read_score) -> pd.DataFrame:
+def roundtrip_table(tok: MMMLoop | PublishedTokenizer, tasks: Sequence[FileTask],
+                    read: Callable = read_score) -> pd.DataFrame:
     """:func:`mmmlib.tokens.decoding.roundtrip_file` of each task's file, one row per track.
 
     :param tok: the tokenizer.
@@ -76,9 +103,26 @@ def roundtrip_table(tok: MMMLoop, tasks: Sequence[FileTask], read: Callable = re
     rows = []
     for task in tasks:
         score = read(task.path, task.row)
-        for row in roundtrip_file(tok, score, task.loops):
+        measure = roundtrip_published if isinstance(tok, PublishedTokenizer) else roundtrip_file
+        for row in measure(tok, score, task.loops):
             rows.append({"md5": task.md5, "tpq": score.ticks_per_quarter, **row})
     return pd.DataFrame(rows)
+
+
+def roundtrip_example(tok: MMMLoop | PublishedTokenizer, task: FileTask,
+                      read: Callable = read_score) -> tuple[Score, Score, int, int]:
+    """One file encoded (its loops marked) and decoded, for the notebook's piano rolls.
+
+    :return: ``(original, decoded, encoded tracks, decoding errors)``.
+    """
+    original = read(task.path, task.row)
+    if isinstance(tok, PublishedTokenizer):
+        encoding = tok.encode_full(original, loops=loops_of_task(task.loops), loop_tracks="source")
+        decoded = tok.decode_full(encoding.ids)
+        return original, decoded.score, len(encoding.kept_tracks), int(sum(decoded.report.values()))
+    tracks = tok.encode_score(original, task.loops)
+    result = tok.decode_ids(tok.tokens_to_ids([t for track in tracks for t in track.tokens()]))
+    return original, result.score, len(tracks), result.num_errors
 
 
 def roundtrip_summary(table: pd.DataFrame) -> pd.DataFrame:

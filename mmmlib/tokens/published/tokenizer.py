@@ -45,6 +45,7 @@ class Encoding:
     tokens: list[str]  # base tokens
     kept_tracks: list[int]  # source index of each encoded track
     report: Report = field(default_factory=Report)
+    bar_ticks: np.ndarray | None = None  # start tick of each bar, at 1920 ticks per quarter
 
 
 @dataclass
@@ -251,7 +252,7 @@ class PublishedTokenizer:
             words.append(self.bpe.words(all_ids, all_ticks, bars))
             base_ids += all_ids.tolist()
         tokens = [self.vocab.id_to_token[i] for i in base_ids]
-        return Encoding(self.bpe.encode(words), base_ids, tokens, prepared.kept, report)
+        return Encoding(self.bpe.encode(words), base_ids, tokens, prepared.kept, report, grid.ticks)
 
     def _control_ids(self, tokens: Sequence[str], report: Report) -> list[int]:
         """Ids of control tokens; a value the vocabulary lacks is dropped and counted."""
