@@ -97,6 +97,11 @@ def write_reference(data_dir: Path, num_files: int = 4) -> Path:
         loop_score([0, 2, 4][i % 3], num_bars=8, pitch=55 + i).dump_midi(str(path))
         rows.append({"md5": f"md5{i}", "path": str(path), "row": -1, "split": "test", "tpq": TPQ})
     pd.DataFrame(rows).to_parquet(data_dir / "files.parquet", index=False)
+    # loops of every file but the last (which gets a random window): one bar from bar 2 of its piano
+    loops = [{"md5": f"md5{i}", "track_idx": 0, "start_tick": 2 * 4 * TPQ, "end_tick": 3 * 4 * TPQ,
+              "duration_beats": 4.0, "note_density": 2.0, "kind": "exact", "loopability": np.nan}
+             for i in range(num_files - 1)]
+    pd.DataFrame(loops).to_parquet(data_dir / "loops.parquet", index=False)
     return data_dir
 
 
@@ -348,8 +353,15 @@ def test_05_runs_through_papermill_and_writes_the_report(tmp_path):
         assert key in summary, key
     assert summary["nomml_exact_accuracy"] == pytest.approx(17 / 18)  # 9 generations x 2 tracks, one miss
     assert summary["num_generations"] == 12 and summary["loopability"] == 1.0
+    assert summary["exact_loop_share"] == 1.0 and summary["expressive_loop_share"] == 1.0
+    assert summary["marked_loop_seam_share"] is None  # 04 wrote no loop files in this run
+    assert "marks no loops" in summary["loop_notes"]["marked_loop_seam_share"]
+    assert summary["loop_count_accuracy"] is None and "loop_count_accuracy" in summary["loop_notes"]
+    loops = pd.read_csv(out_dir / "tables" / "loops.csv", index_col=0)
+    assert loops.loc["exact_loop_share", "value"] == 1.0
     assert "Verdict" in (out_dir / "summary.md").read_text()
-    for name in ("nomml_confusion", "nomml_accuracy_per_level", "loopability", "distributions"):
+    for name in ("nomml_confusion", "nomml_accuracy_per_level", "loopability", "loop_lengths",
+                 "loop_lengths_expressive", "distributions"):
         for suffix in (".png", ".pdf"):
             assert (out_dir / "figures" / f"{name}{suffix}").is_file(), name + suffix
     assert (out_dir / "params.json").is_file() and (out_dir / "tables" / "distributions.csv").is_file()

@@ -221,6 +221,17 @@ def test_levels_are_paired_same_programs_and_seeds_for_every_level(model_and_tok
     assert len({next(iter(pairs)) for pairs in by_index.values()}) == 4  # while generations differ
 
 
+def test_the_sweeps_no_control_generations_request_no_loop_controls_either(model_and_tok, tmp_path):
+    lang = language_of(model_and_tok[1])
+    sweep = run_params(tmp_path)
+    specs = runs.plan_generations(runs.nomml_levels(-2), 1, 0, 1)
+    requests = {spec.nomml: runs.loop_request(sweep, spec, 0, lang) for spec in specs}
+    assert requests[-1].tracks[0].controls == {}  # the baseline of every control
+    assert len(requests[3].tracks[0].controls) == 3  # NOMML, loop count, loop duration
+    alone = run_params(tmp_path, nomml=-1)  # a run without NOMML still gets the loop controls it asked for
+    assert len(runs.loop_request(alone, specs[0], 0, lang).tracks[0].controls) == 2
+
+
 def test_resume_after_a_kill_has_no_duplicates_and_no_gaps(model_and_tok, tmp_path, monkeypatch):
     model, tok = model_and_tok
     p = run_params(tmp_path)

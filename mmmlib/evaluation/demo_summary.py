@@ -53,17 +53,42 @@ def headline_lines(run_dir: Path) -> list[str]:
     if not path.exists():
         return []
     summary = json.loads(path.read_text())
-    ci = summary.get("nomml_exact_accuracy_ci") or [float("nan"), float("nan")]
-    baseline = summary.get("baseline_nomml_exact_accuracy")
     return [
         "",
         f"Report: {run_dir / 'evaluate' / 'report.html'}",
-        f"NOMML exact accuracy {summary['nomml_exact_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), "
-        f"near (same feel, +-1 subdivision): {summary.get('nomml_near_accuracy', float('nan')):.3f}, "
-        f"no-control baseline: {'n/a' if baseline is None else f'{baseline:.3f}'}",
-        f"loopability {summary['loopability']:.3f}, validity {summary['validity']:.3f}, "
+        f"NOMML exact accuracy {_value(summary, 'nomml_exact_accuracy')} (95% CI), "
+        f"near (same feel, +-1 subdivision): {_value(summary, 'nomml_near_accuracy', ci=False)}, "
+        f"no-control baseline: {_value(summary, 'baseline_nomml_exact_accuracy', ci=False)}",
+        f"loopability {_value(summary, 'loopability', ci=False)}, validity {_value(summary, 'validity', ci=False)}, "
         f"{summary['num_generations']} generations",
+        *loop_lines(summary),
     ]
+
+
+def _value(summary: dict, key: str, ci: bool = True) -> str:
+    """``0.912 [0.880-0.940]`` (with ``<key>_ci`` when known); ``n/a`` when the number is missing
+    (null in ``summary.json``: a run that did not request NOMML, or has no marked loops)."""
+    value = summary.get(key)
+    if value is None:
+        return "n/a"
+    interval = (summary.get(f"{key}_ci") or [None, None]) if ci else [None]
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}-{interval[1]:.3f}]" if None not in interval else "")
+
+
+def loop_lines(summary: dict) -> list[str]:
+    """05's loop numbers: shares of tracks with an exact / expressive loop, marked-loop seams, and
+    the loop count / duration accuracies with their no-control baselines (n/a when not measured)."""
+    if "exact_loop_share" not in summary:  # a summary.json written before 05 measured them
+        return []
+    lines = [f"loops: exact {_value(summary, 'exact_loop_share')}, "
+             f"expressive {_value(summary, 'expressive_loop_share')}, "
+             f"marked loops repeating in their track {_value(summary, 'marked_loop_repeat_share')}, "
+             f"marked-loop seam {_value(summary, 'marked_loop_seam_share')}",
+             f"loop count accuracy {_value(summary, 'loop_count_accuracy')} "
+             f"(baseline {_value(summary, 'baseline_loop_count_accuracy')}), "
+             f"loop duration accuracy {_value(summary, 'loop_duration_accuracy')} "
+             f"(baseline {_value(summary, 'baseline_loop_duration_accuracy')})"]
+    return lines + [f"   {key}: {note}" for key, note in (summary.get("loop_notes") or {}).items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ only: a drum track's pitches name instruments, and its durations are arbitrary.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,12 +86,14 @@ def _polyphony(starts: np.ndarray, durations: np.ndarray, onsets: np.ndarray) ->
     return float(sounding.mean())
 
 
-def score_features(score: Score, unit: str, track_indices: list[int] | None = None) -> list[dict]:
+def score_features(score: Score, unit: str, track_indices: list[int] | None = None,
+                   length_ticks: int | None = None) -> list[dict]:
     """Feature rows of the tracks of a score (all tracks, or ``track_indices``).
 
     :param unit: identifier of the file (the bootstrap resamples whole files/generations).
+    :param length_ticks: length of the piece for the note density (default: the score's end).
     """
-    length = max(int(score.end()), 1)
+    length = max(int(length_ticks or score.end()), 1)
     indices = range(len(score.tracks)) if track_indices is None else track_indices
     rows = []
     for idx in indices:
@@ -102,31 +105,52 @@ def score_features(score: Score, unit: str, track_indices: list[int] | None = No
     return rows
 
 
-def reference_features(reference_dir: str | Path, split: str = "test", max_files: int = 200,
-                       seed: int = 0) -> pd.DataFrame:
-    """Features of the tracks of (at most ``max_files``, drawn with ``seed``) files of a split.
+def choose_reference_files(reference_dir: str | Path, split: str = "test", max_files: int = 200,
+                           seed: int = 0) -> pd.DataFrame:
+    """Rows of ``files.parquet`` of a split, at most ``max_files`` drawn with ``seed``.
 
     :param reference_dir: a data-prep output folder with ``files.parquet``.
     :param split: ``train``, ``valid`` or ``test`` (the split falls back to all files
         when it is empty, e.g. in a tiny corpus).
     """
-    from mmmlib.core.midi import read_score
-
-    reference_dir = Path(reference_dir)
-    files = pd.read_parquet(reference_dir / "files.parquet")
+    files = pd.read_parquet(Path(reference_dir) / "files.parquet")
     chosen = files[files["split"] == split]
     if chosen.empty:
         chosen = files
     if len(chosen) > max_files:
         chosen = chosen.sample(n=max_files, random_state=seed)
-    rows: list[dict] = []
-    for record in chosen.itertuples(index=False):
+    return chosen
+
+
+def read_reference_scores(reference_dir: str | Path, files: pd.DataFrame) -> Iterator[tuple[object, Score]]:
+    """``(files row, score)`` of each readable reference file; an unreadable one is skipped and named."""
+    from mmmlib.core.midi import read_score
+
+    reference_dir = Path(reference_dir)
+    for record in files.itertuples(index=False):
         path = resolve_path(record.path, [reference_dir, *reference_dir.parents])
         try:
             score = read_score(path, int(getattr(record, "row", -1)))
         except Exception as exc:  # a moved or unreadable file: say which, go on
             print(f"reference file skipped ({exc}): {path}")
             continue
+        yield record, score
+
+
+def reference_features(reference_dir: str | Path, split: str = "test", max_files: int = 200,
+                       seed: int = 0) -> pd.DataFrame:
+    """Features of the whole tracks of (at most ``max_files``, drawn with ``seed``) files of a split.
+
+    Whole songs are longer than generated loops, which biases length-dependent features
+    (pitch range grows with length); :func:`mmmlib.evaluation.reference.reference_windows`
+    compares like with like.
+
+    :param reference_dir: a data-prep output folder with ``files.parquet``.
+    :param split: ``train``, ``valid`` or ``test`` (see :func:`choose_reference_files`).
+    """
+    chosen = choose_reference_files(reference_dir, split, max_files, seed)
+    rows: list[dict] = []
+    for record, score in read_reference_scores(reference_dir, chosen):
         rows.extend(score_features(score, unit=str(record.md5)))
     return pd.DataFrame(rows)
 

@@ -92,15 +92,22 @@ def accuracy_by_group(by_group: pd.DataFrame, control: str = "nomml",
     return save_figure(fig, folder, f"{control}_accuracy_by_group")
 
 
+LOOPABILITY_LABELS = {"tracks": "tracks with\nan exact loop", "files": "files with\na loop",
+                      "seam": "seam continues\n(tracks with a loop)", "expressive": "tracks with an\nexpressive loop",
+                      "marked_seam": "marked loops:\nseam continues"}
+
+
 def loopability_bars(table: pd.DataFrame, folder: str | Path | None = None) -> plt.Figure:
-    """Shares of tracks and files with a detected loop, and of seams that continue."""
-    labels = {"tracks": "tracks with a loop", "files": "files with a loop",
-              "seam": "seam continues\n(tracks with a loop)"}
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    """Shares of tracks with an exact or expressive loop, of files with a loop, of seams that continue."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(table)), 3.5))
     x = np.arange(len(table))
+    colors = ["#3182bd", "#6baed6", "#fd8d3c", "#31a354", "#e6550d"]
     ax.bar(x, table["share"].fillna(0), yerr=_yerr(table["share"].fillna(0), table["share_ci"]), capsize=4,
-           color=["#3182bd", "#6baed6", "#fd8d3c"][: len(table)])
-    names = [f"{labels.get(u, u)}\nn={n}" for u, n in zip(table.index, table["n"], strict=True)]
+           color=[colors[i % len(colors)] for i in range(len(table))])
+    for i, share in enumerate(table["share"]):
+        if not np.isfinite(share):  # a missing share is not a zero one: say so on the bar
+            ax.text(i, 0.02, "n/a", ha="center", va="bottom", fontsize=8)
+    names = [f"{LOOPABILITY_LABELS.get(u, u)}\nn={n}" for u, n in zip(table.index, table["n"], strict=True)]
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share")
@@ -108,18 +115,35 @@ def loopability_bars(table: pd.DataFrame, folder: str | Path | None = None) -> p
     return save_figure(fig, folder, "loopability")
 
 
-def loop_length_histogram(lengths: pd.Series, folder: str | Path | None = None) -> plt.Figure:
-    """Histogram of the durations (beats) of the loops found in generated tracks."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    if len(lengths):
-        bins = np.arange(0.5, max(33.5, lengths.max() + 1.5), 1.0)
-        sns.histplot(lengths, bins=bins, ax=ax, color="#3182bd")
-    else:
-        ax.text(0.5, 0.5, "no loops detected", ha="center", va="center", transform=ax.transAxes)
+def loop_length_histogram(lengths: pd.Series, folder: str | Path | None = None, reference: pd.Series | None = None,
+                          kind: str = "exact") -> plt.Figure:
+    """Histogram of the durations (beats) of the loops found in generated tracks, next to the reference's.
+
+    :param lengths: durations of the generated tracks' loops.
+    :param reference: durations of the reference loops (``loops.parquet``) of the same kind; with
+        them both histograms are shares of their loops, so that sets of any size compare.
+    :param kind: ``exact`` (saved as ``loop_lengths``) or ``expressive`` (``loop_lengths_expressive``).
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    has_reference = reference is not None and len(reference) > 0
+    sets = [(lengths, f"generated ({len(lengths)} loops)", CONTROLLED_COLOR)]
+    if has_reference:
+        sets.append((reference, f"reference ({len(reference)} loops)", REFERENCE_COLOR))
+    longest = max((float(v.max()) for v, _, _ in sets if len(v)), default=32.0)
+    bins = np.arange(0.5, max(33.5, longest + 1.5), 1.0)
+    for values, label, color in sets:
+        if len(values):
+            sns.histplot(values, bins=bins, ax=ax, color=color, label=label, alpha=0.5,
+                         stat="probability" if has_reference else "count", element="step")
+    if not len(lengths):
+        ax.text(0.5, 0.5, f"no {kind} loops detected in the generated tracks", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlabel("loop duration (beats)")
-    ax.set_ylabel("loops")
-    ax.set_title(f"Loops found in generated tracks ({len(lengths)} loops)")
-    return save_figure(fig, folder, "loop_lengths")
+    ax.set_ylabel("share of loops" if has_reference else "loops")
+    ax.set_title(f"{kind.capitalize()} loops: generated" + (" vs reference" if has_reference else ""))
+    if has_reference or len(lengths):
+        ax.legend(fontsize=8)
+    return save_figure(fig, folder, "loop_lengths" if kind == "exact" else f"loop_lengths_{kind}")
 
 
 def distribution_overlays(generated: pd.DataFrame, reference: pd.DataFrame, table: pd.DataFrame,

@@ -6,7 +6,9 @@ generations (``gen_id``) are resampled with replacement, because the tracks of o
 generation share a prompt and a sampling run and are not independent.
 
 Control fidelity of a control ``X`` compares ``X_requested`` with ``X_measured``
-(``n_loops_detected`` for ``loop_count``) on the final, successful generations:
+(``n_loops_detected`` for ``loop_count``, where 5 means "5 or more";
+``loop_duration_bin_measured`` for the loop duration bin, added by
+:func:`mmmlib.evaluation.loop_controls.with_loop_measures`) on the final, successful generations:
 
 - *exact accuracy*: share of tracks whose measured value equals the request; a track
   without a measurement (NaN, e.g. an empty track) counts as a miss;

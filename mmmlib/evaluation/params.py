@@ -23,6 +23,7 @@ class EvaluateParams(Params):
     bootstrap: int
     seed: int
     max_reference_files: int
+    use_reference_windows: bool
     num_audio: int
     soundfont: str
 

@@ -29,34 +29,65 @@ from mmmlib.evaluation.merge import merge_results
 
 
 def generated_features(final: pd.DataFrame) -> pd.DataFrame:
-    """Per-track features (:mod:`mmmlib.evaluation.distributions`) of the final generated tracks."""
+    """Per-track features (:mod:`mmmlib.evaluation.distributions`) of the final generated tracks.
+
+    The note density is per beat of the generated segment (``n_bars`` bars), as the
+    reference windows' is per beat of the window.
+    """
     from mmmlib.evaluation.distributions import score_features
+    from mmmlib.evaluation.loopability import segment_ticks
 
     rows = []
     for (path, gen_id), part in final.groupby(["midi_file", "gen_id"], sort=False):
+        num_bars = pd.to_numeric(part["n_bars"], errors="coerce").max() if "n_bars" in part else None
         try:
-            rows += score_features(read_score_cached(path), str(gen_id), part["track_idx"].tolist())
+            score = read_score_cached(path)
+            rows += score_features(score, str(gen_id), part["track_idx"].tolist(), segment_ticks(score, num_bars))
         except Exception as exc:  # an unreadable file: say which, go on
             print(f"features skipped ({exc}): {path}")
     return pd.DataFrame(rows)
 
 
+def generation_bars(final: pd.DataFrame) -> int | None:
+    """The generations' length in bars (the most frequent ``n_bars``); None when unknown."""
+    bars = pd.to_numeric(final["n_bars"], errors="coerce").dropna() if "n_bars" in final else pd.Series(dtype=float)
+    bars = bars[bars > 0]
+    if bars.empty:
+        return None
+    if bars.nunique() > 1:
+        print(f"generations of several lengths {sorted(bars.unique().astype(int))}: reference windows of "
+              f"{int(bars.mode().max())} bars (the most frequent)")
+    return int(bars.mode().max())
+
+
 def compare_to_reference(
     final: pd.DataFrame, reference_dir: str, split: str = "test", max_files: int = 200,
-    num_resamples: int = 1000, seed: int = 0,
+    num_resamples: int = 1000, seed: int = 0, use_windows: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Feature distributions of the generated tracks against a reference split.
 
     :param reference_dir: a data-prep output folder (``files.parquet``); "" skips the comparison.
+    :param use_windows: compare with reference windows of the generations' length
+        (:func:`mmmlib.evaluation.reference.reference_windows`, at the reference loops); False
+        compares with whole reference files (biased by length: a song spans a wider pitch range).
     :return: ``(generated_features, reference_features, comparison)``; empty frames when skipped.
     """
     from mmmlib.evaluation.distributions import compare_features, reference_features
+    from mmmlib.evaluation.reference import reference_windows
 
     generated = generated_features(final)
     if not reference_dir:
         print("no reference_dir: distribution metrics skipped")
         return generated, pd.DataFrame(), pd.DataFrame()
-    reference = reference_features(reference_dir, split, max_files, seed)
+    num_bars = generation_bars(final) if use_windows else None
+    if use_windows and num_bars is None:
+        print("the generations' length (n_bars) is unknown: whole reference files are compared")
+    if num_bars is None:
+        reference = reference_features(reference_dir, split, max_files, seed)
+    else:
+        reference = reference_windows(reference_dir, num_bars, split, max_files, seed)
+        print(f"reference: {len(reference)} windows of {num_bars} bars; by source: "
+              f"{reference['window_source'].value_counts().to_dict() if len(reference) else {}}")
     if generated.empty or reference.empty:
         print(f"distribution metrics skipped: {len(generated)} generated, {len(reference)} reference tracks")
         return generated, reference, pd.DataFrame()
@@ -64,8 +95,11 @@ def compare_to_reference(
 
 
 def tables_of(fidelities: list, validity: dict, status: pd.DataFrame, loopability: pd.DataFrame,
-              distributions: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The tables written next to the summary, by file name."""
+              distributions: pd.DataFrame, loops: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The tables written next to the summary, by file name.
+
+    :param loops: the loop numbers (:func:`loop_summary`), written as ``tables/loops``.
+    """
     from mmmlib.evaluation.metrics import fidelity_table
 
     tables = {"control_fidelity": fidelity_table(fidelities)}
@@ -75,6 +109,8 @@ def tables_of(fidelities: list, validity: dict, status: pd.DataFrame, loopabilit
     validity_table = pd.Series(validity, name="value", dtype=object).rename_axis("metric").to_frame()
     tables.update(validity=validity_table, status_counts=status,
                   loopability=loopability, distributions=distributions)
+    if loops is not None:
+        tables["loops"] = loops
     return tables
 
 
@@ -111,11 +147,59 @@ def headline(fidelity: pd.DataFrame, validity: dict, loopability: pd.DataFrame,
                                                  "spearman", "num_tracks")}
                      for name, row in fidelity.iterrows()},
     }
+    summary.update(loop_headline(fidelity, loopability))
     if distributions is not None and len(distributions):
         summary["distribution_overlap"] = distributions["overlap"].to_dict()
         summary["distribution_kl"] = distributions["kl"].to_dict()
     summary["verdict"] = verdict(summary)
     return summary
+
+
+LOOP_SHARES = {"exact_loop_share": "tracks", "expressive_loop_share": "expressive",
+               "marked_loop_seam_share": "marked_seam",
+               "marked_loop_repeat_share": "marked_repeat"}  # summary key: row of the loopability table
+LOOP_CONTROLS = {"loop_count_accuracy": "loop_count", "loop_duration_accuracy": "loop_duration_bin"}
+
+
+def loop_headline(fidelity: pd.DataFrame, loopability: pd.DataFrame) -> dict:
+    """The loop numbers of ``summary.json``: shares of tracks with an exact / expressive loop, of
+    marked loops whose seam continues, and loop count / duration accuracy with their baselines.
+
+    Each comes with its 95% CI (``<key>_ci``); ``loop_notes`` says why a number is missing.
+    """
+    nan_ci = (np.nan, np.nan)
+    out: dict = {}
+    notes = {}
+    for key, unit in LOOP_SHARES.items():
+        row = loopability.loc[unit] if unit in loopability.index else pd.Series(dtype=object)
+        out[key] = row.get("share", np.nan)
+        out[f"{key}_ci"] = tuple(row["share_ci"]) if isinstance(row.get("share_ci"), (tuple, list)) else nan_ci
+        if isinstance(row.get("note"), str) and row["note"]:
+            notes[key] = row["note"]
+    for key, control in LOOP_CONTROLS.items():
+        row = fidelity.loc[control] if control in fidelity.index else pd.Series(dtype=object)
+        for prefix, column in (("", "exact_accuracy"), ("baseline_", "baseline_exact_accuracy")):
+            out[f"{prefix}{key}"] = row.get(column, np.nan)
+            ci = row.get(f"{column}_ci")
+            out[f"{prefix}{key}_ci"] = tuple(ci) if isinstance(ci, (tuple, list)) else nan_ci
+        if control not in fidelity.index:
+            notes[key] = f"no {control} control requested in this run ({control}_requested is -1 or empty)"
+        elif not np.isfinite(out[f"baseline_{key}"]):
+            notes[f"baseline_{key}"] = f"no generation without the {control} control in this run (no baseline)"
+    out["loop_notes"] = notes
+    return out
+
+
+def loop_summary(numbers: dict) -> pd.DataFrame:
+    """The loop numbers of :func:`loop_headline` as a table: ``value``, ``ci``, ``baseline``,
+    ``baseline_ci`` and ``note`` per metric."""
+    rows, notes = [], numbers.get("loop_notes", {})
+    for key in [*LOOP_SHARES, *LOOP_CONTROLS]:  # shares have no baseline: n/a
+        rows.append({"metric": key, "value": numbers.get(key, np.nan), "ci": numbers.get(f"{key}_ci"),
+                     "baseline": numbers.get(f"baseline_{key}", np.nan),
+                     "baseline_ci": numbers.get(f"baseline_{key}_ci", np.nan),
+                     "note": "; ".join(n for n in (notes.get(key), notes.get(f"baseline_{key}")) if n)})
+    return pd.DataFrame(rows).set_index("metric")
 
 
 def _fmt(value: float, ci: tuple | None = None) -> str:

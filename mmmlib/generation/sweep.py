@@ -114,13 +114,21 @@ def loop_duration_beats(p: GenerateParams) -> float:
     return p.loop_duration_bars * beats_per_bar(p.time_signature)
 
 
+def loops_requested(p: GenerateParams, nomml: int) -> bool:
+    """Whether a generation requests the loop controls: when ``loop_controls`` is on, except
+    for the sweep's no-control generations, which request nothing (the unconstrained model
+    is the baseline of every control, loop controls included)."""
+    return p.loop_controls and not (p.nomml == SWEEP and nomml == NO_CONTROL)
+
+
 def track_controls(p: GenerateParams, nomml: int, lang: Language) -> dict[str, Any]:
     """Track controls of every track of a generation, in the language's names."""
     controls: dict[str, Any] = dict(p.track_controls)
+    loops = loops_requested(p, nomml)
     controls.update(lang.control_values(
         nomml=None if nomml == NO_CONTROL else nomml,
-        loop_count=p.loop_count if p.loop_controls else None,
-        loop_duration_beats=loop_duration_beats(p) if p.loop_controls else None))
+        loop_count=p.loop_count if loops else None,
+        loop_duration_beats=loop_duration_beats(p) if loops else None))
     return controls
 
 
@@ -179,7 +187,7 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
     reasons = problems(gen, request, per_track, p.check_loop)
     ts = score.time_signatures[0] if len(score.time_signatures) else None
     duration_bin = (next(iter(lang.control_values(loop_duration_beats=loop_duration_beats(p)).values()), "")
-                    if lang is not None and p.loop_controls else "")
+                    if lang is not None and loops_requested(p, spec.nomml) else "")
     total = max(1, sum(gen.tokens_per_track))
     marked = list(zip(gen.loops, list(loop_files) or [""] * len(gen.loops), strict=True))
     rows = []
@@ -191,7 +199,7 @@ def attempt_rows(p: GenerateParams, spec: GenSpec, attempt: int, request: LoopRe
             "midi_path": midi_path, "track_idx": i, "program": spec_track.program,
             "is_drum": spec_track.program == -1, "nomml_requested": spec.nomml,
             "nomml_measured": track_nomml(track, score.ticks_per_quarter) if track is not None else "",
-            "loop_count_requested": p.loop_count if p.loop_controls else NO_CONTROL,
+            "loop_count_requested": p.loop_count if loops_requested(p, spec.nomml) else NO_CONTROL,
             "n_loops_detected": per_track[i] if track is not None else "",
             "is_loop": per_track[i] > 0 if track is not None else "",
             "n_bars": gen.bars_per_track[i] if i < len(gen.bars_per_track) else "",
