@@ -8,7 +8,9 @@ Compared on every file of a corpus (scores parsed beforehand, in one process):
   microtiming and BPE: what the reference did at 2.9 files/s on this machine;
 - ``published_track_loops``: every track control with loops given (as the golden files);
 - ``published_track``: the same with loop detection (:func:`mmmlib.data.loops.detect_loops`)
-  included, as ``mmmlib encode --controls track`` does.
+  included, as ``mmmlib encode --controls track`` does;
+- ``published_samples``: 02's sample step on the file (:func:`mmmlib.tokens.published_samples.file_samples`,
+  2048-id samples: chunks cut, each encoded on its own with its controls and loops, ids and masks).
 
 Each file is encoded by every candidate in turn, ``--repeats`` times, and keeps its fastest
 time (the machine is shared). ``ids`` counts the ids each candidate returns (BPE ids for
@@ -29,11 +31,14 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 from miditok import MMM, TokenizerConfig
 from symusic import Score
 
 from mmmlib.data.loops import detect_loops
 from mmmlib.tokens.published import load_published
+from mmmlib.tokens.published_samples import file_samples
+from mmmlib.tokens.samples import SampleOptions
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "gigamidi-tests"
@@ -49,6 +54,11 @@ def _candidates(tok, mmm: MMM) -> dict:
         "published": lambda score, loops: tok.encode(score),
         "published_track_loops": lambda score, loops: tok.encode(score, controls="track", loops=loops),
         "published_track": lambda score, loops: tok.encode(score, controls="track"),
+        # 02's sample step per file: every chunk of 2048 ids encoded on its own, controls drawn, ids
+        # and loss masks built (ids: the samples' ids; a file is cut into several samples)
+        "published_samples": lambda score, loops: [i for s in file_samples(
+            tok, score, [{"track_idx": lp.track_idx, "start_tick": lp.start_tick, "end_tick": lp.end_tick}
+                         for lp in loops], np.random.default_rng(0), SampleOptions())[0] for i in s.input_ids],
     }
 
 

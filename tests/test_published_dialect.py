@@ -221,3 +221,12 @@ def test_build_splits_in_the_published_dialect(tok, tasks, tmp_path):
     assert isinstance(load_any_tokenizer(tmp_path / "tokens" / "tokenizer.json"), type(tok))
     train = load_tokens(tmp_path, "train")
     assert max(max(r) for r in train["input_ids"]) < 1200 and set(train["transpose"]) - {0}
+
+
+def test_measured_bar_lengths_are_the_ids_of_each_bar(tok):
+    from mmmlib.tokens.published_samples import measure
+
+    tracks, _ = encode_tracks(tok, looped_score(), [{"track_idx": 0, "start_tick": 384, "end_tick": 5 * 384}])
+    headers, bars = measure(tok, tracks)
+    assert headers == [len(t.header) + 2 for t in tracks]
+    assert bars == [[len(tok.tokens_to_ids(bar)) for bar in t.bars] for t in tracks]

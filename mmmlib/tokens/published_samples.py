@@ -224,7 +224,14 @@ def make_sample(tok: PublishedTokenizer, tracks: list[TrackTokens], rng: np.rand
 def measure(tok: PublishedTokenizer, tracks: list[TrackTokens]) -> tuple[list[int], list[list[int]]]:
     """Ids of each track's header (with ``Track_Start``/``Track_End``) and of each of its bars."""
     headers = [len(t.header) + 2 for t in tracks]
-    bars = [[len(tok.tokens_to_ids(bar)) for bar in t.bars] for t in tracks]
+    # every bar is one BPE word (no special token inside): one batched call measures them all
+    index, chars = tok.vocab.token_to_id, tok.vocab.id_to_byte
+    words = [["".join(chars[index[t]] for t in bar)] for t in tracks for bar in t.bars]
+    lengths = [len(e.ids) for e in tok.vocab.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False)]
+    bars, at = [], 0
+    for t in tracks:
+        bars.append(lengths[at:at + len(t.bars)])
+        at += len(t.bars)
     return headers, bars
 
 

@@ -140,24 +140,33 @@ class PublishedTokenizer:
         :return: the ids.
         :raises KeyError: for a token outside the base vocabulary.
         """
-        ids: list[int] = []
-        word: list[int] = []
-        index = self.vocab.token_to_id
+        pieces: list[int | str] = []  # a single id, or a word of base characters
+        word: list[str] = []
+        index, chars = self.vocab.token_to_id, self.vocab.id_to_byte
         singles = set(self.config["special_tokens"])
 
         def flush() -> None:
             if word:
-                ids.extend(self.bpe.encode([["".join(self.vocab.id_to_byte[i] for i in word)]]))
+                pieces.append("".join(word))
                 word.clear()
 
         for token in tokens:
             if token == "Bar_None" or token in singles:
                 flush()
             if token in singles or (not word and _is_header(token)):
-                ids.append(index[token])
+                pieces.append(index[token])
             else:
-                word.append(index[token])
+                word.append(chars[index[token]])
         flush()
+        # one batched BPE call for every word (each is encoded on its own, as one pre-tokenized word)
+        words = [[p] for p in pieces if isinstance(p, str)]
+        encoded = iter(self.vocab.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False))
+        ids: list[int] = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                ids.extend(next(encoded).ids)
+            else:
+                ids.append(piece)
         return ids
 
     def preprocess(self, score: Score, report: Report | None = None) -> Prepared:
