@@ -291,7 +291,7 @@ def test_merge_refuses_shards_of_different_tokenizers(frozen, data_dir, tmp_path
 
 
 # --------------------------------------------------------------------------- notebook 02
-GOOD_PARAMS = dict(dialect="mmmlib", base_tokenizer="", vocab_size=0, bpe_max_files=10, max_seq_len=512, expressive=True, microtiming_resolution=192,
+GOOD_PARAMS = dict(dialect="mmmlib", base_tokenizer="", loop_start_fraction=0.0, vocab_size=0, bpe_max_files=10, max_seq_len=512, expressive=True, microtiming_resolution=192,
                    infill_fraction=0.75, min_track_fraction=0.4, track_control_prob=0.75, bar_control_prob=0.25,
                    control_mix={"none": 0.2, "nomml": 0.2, "nomml_loops": 0.2, "all": 0.2, "independent": 0.2},
                    augment=True, augment_copies=1, use_nomml=True, use_loops=True, use_track_note_density=True,
@@ -308,6 +308,7 @@ def test_params_are_checked(data_dir, frozen):
                       ({"infill_fraction": 1.5}, "infill_fraction"), ({"data_dir": "/nope"}, "data_dir"),
                       ({"step": "tokens"}, "step"), ({"num_shards": 2}, "step"), ({"step": "samples"}, "bpe step"),
                       ({"dialect": "remi"}, "dialect"), ({"base_tokenizer": "x.json"}, "base_tokenizer"),
+                      ({"loop_start_fraction": 0.5}, "loop_start_fraction"),
                       ({"dialect": "published"}, "bar_control_prob"),
                       ({"dialect": "published", "bar_control_prob": 0.0, "expressive": False}, "expressive"),
                       ({"dialect": "published", "bar_control_prob": 0.0, "base_tokenizer": "/nope.json"},

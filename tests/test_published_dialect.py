@@ -230,3 +230,19 @@ def test_measured_bar_lengths_are_the_ids_of_each_bar(tok):
     headers, bars = measure(tok, tracks)
     assert headers == [len(t.header) + 2 for t in tracks]
     assert bars == [[len(tok.tokens_to_ids(bar)) for bar in t.bars] for t in tracks]
+
+
+def test_samples_can_start_where_a_loop_starts(tok):
+    score = looped_score(bars=8)
+    bar = 4 * score.ticks_per_quarter
+    loops = [{"track_idx": 0, "start_tick": 3 * bar, "end_tick": 5 * bar}]
+    opts = SampleOptions(max_seq_len=4096, infill_fraction=0.0, min_track_fraction=1.0)
+    first = [file_samples(tok, score, loops, np.random.default_rng(seed), opts)[0][0].bar_start for seed in range(5)]
+    assert first == [0] * 5
+    aligned = SampleOptions(max_seq_len=4096, infill_fraction=0.0, min_track_fraction=1.0, loop_start_fraction=1.0,
+                            control_mix=(("all", 1.0),))
+    samples, _ = file_samples(tok, score, loops, np.random.default_rng(0), aligned)
+    assert [(s.bar_start, s.bar_end) for s in samples] == [(3, 8)]
+    tokens = tok.ids_to_tokens(samples[0].input_ids)
+    assert tokens.count("Loop_Start") == 1 and "ACLoopCount_1" in tokens  # the loop is inside, and said
+    assert file_samples(tok, score, [], np.random.default_rng(0), aligned)[0][0].bar_start == 0  # no loop: bar 0

@@ -41,6 +41,7 @@ class TokenizerParams(Params):
     expressive: bool
     microtiming_resolution: int
     infill_fraction: float
+    loop_start_fraction: float
     min_track_fraction: float
     track_control_prob: float
     bar_control_prob: float
@@ -74,6 +75,8 @@ class TokenizerParams(Params):
                 "is only read in the published dialect (dialect='published')")
         require(not self.base_tokenizer or Path(self.base_tokenizer).is_file(), "base_tokenizer",
                 f"is not a file: {self.base_tokenizer!r}")
+        require(self.dialect == "published" or self.loop_start_fraction == 0, "loop_start_fraction",
+                f"must be 0 in the mmmlib dialect (published dialect only), got {self.loop_start_fraction}")
         if self.dialect == "published":
             # the published language has one microtiming grid and no bar controls in its windows
             require(self.expressive, "expressive", "must be true in the published dialect (microtiming is part of it)")
@@ -87,7 +90,8 @@ class TokenizerParams(Params):
             require(self.microtiming_resolution >= 192 and self.microtiming_resolution % 96 == 0,
                     "microtiming_resolution",
                     f"must be a multiple of 96 and >= 192 (so NOMML survives decoding), got {self.microtiming_resolution}")
-        for name in ("infill_fraction", "min_track_fraction", "track_control_prob", "bar_control_prob"):
+        for name in ("infill_fraction", "loop_start_fraction", "min_track_fraction", "track_control_prob",
+                     "bar_control_prob"):
             value = getattr(self, name)
             require(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
         require(self.min_track_fraction > 0, "min_track_fraction", "must be > 0 (a sample needs a track)")
@@ -134,7 +138,7 @@ class TokenizerParams(Params):
                              min_track_fraction=self.min_track_fraction, track_control_prob=self.track_control_prob,
                              bar_control_prob=self.bar_control_prob,
                              control_mix=tuple((k, float(v)) for k, v in self.control_mix.items()),
-                             excluded_controls=excluded)
+                             excluded_controls=excluded, loop_start_fraction=self.loop_start_fraction)
 
     def param_errors(self) -> contextlib.AbstractContextManager[None]:
         """Context in which the library's :class:`~mmmlib.core.errors.ConfigError` becomes a

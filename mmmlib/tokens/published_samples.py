@@ -6,7 +6,10 @@ For one file (a tick-time score and the loops 01 found in it):
    ``loop_tracks="source"``): each kept track becomes a header (``Program``, track controls)
    and bars (``Bar_None TimeSig ...``), loops marked inside as ``Loop_Start`` / ``Loop_End``;
 2. cut it at bar lines into chunks that fit ``max_seq_len``, with 40-100 % of its tracks
-   (:func:`mmmlib.tokens.samples.plan_chunks`). A chunk that is not the whole file is cut
+   (:func:`mmmlib.tokens.samples.plan_chunks`), from its first bar or, for ``loop_start_fraction``
+   of the files, from the first bar of one of its loops (:func:`loop_start_bar`): a loop generator
+   should learn that a loop starts where the sequence starts, where files often open with
+   bars that never repeat. A chunk that is not the whole file is cut
    out of the score (tempo and time signature restated at its start, the loops that lie
    inside it kept) and encoded again, so that its NOMML, loop and other controls describe
    what the sample holds and its loop markers come in pairs;
@@ -235,6 +238,20 @@ def measure(tok: PublishedTokenizer, tracks: list[TrackTokens]) -> tuple[list[in
     return headers, bars
 
 
+def loop_start_bar(loops: list[dict], bar_ticks: np.ndarray, scale: float, rng: np.random.Generator) -> int:
+    """The bar where one of the file's loops (drawn at random) starts; 0 when it has none.
+
+    :param loops: the file's loops, in its ticks.
+    :param bar_ticks: the encoding's bar ticks (1920 ticks per quarter).
+    :param scale: the file's ticks per 1920-tick tick.
+    :return: a bar index.
+    """
+    if not loops:
+        return 0
+    start = loops[int(rng.integers(len(loops)))]["start_tick"]
+    return max(int(np.searchsorted(np.round(bar_ticks * scale), start, side="right")) - 1, 0)
+
+
 def file_samples(tok: PublishedTokenizer, score: Score, loops: list[dict], rng: np.random.Generator,
                  opts: SampleOptions) -> tuple[list[Sample], int]:
     """All samples of one (possibly augmented) score.
@@ -251,11 +268,12 @@ def file_samples(tok: PublishedTokenizer, score: Score, loops: list[dict], rng: 
     if not tracks:
         return [], 0
     headers, bars = measure(tok, tracks)
-    chunks, dropped = plan_chunks(headers, bars, rng, opts)
-    num_bars = max(len(b) for b in bars)
     scale = score.ticks_per_quarter / 1920
+    offset = loop_start_bar(loops, bar_ticks, scale, rng) if rng.random() < opts.loop_start_fraction else 0
+    chunks, dropped = plan_chunks(headers, [b[offset:] for b in bars], rng, opts)
+    num_bars = max(len(b) for b in bars)
     samples = []
-    for start, end, chosen in chunks:
+    for start, end, chosen in ((a + offset, b + offset, c) for a, b, c in chunks):
         while end > start:
             if start == 0 and end == num_bars:
                 chunk = [tracks[t] for t in chosen]

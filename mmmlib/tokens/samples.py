@@ -70,6 +70,8 @@ class SampleOptions:
     control_mix: tuple[tuple[str, float], ...] = DEFAULT_CONTROL_MIX
     # published dialect: controls (as :func:`mmmlib.tokens.published_samples.control_of` names them) never kept
     excluded_controls: tuple[str, ...] = ()
+    # published dialect: share of files whose chunks start at one of their loops instead of their first bar
+    loop_start_fraction: float = 0.0
 
 
 @dataclass
