@@ -115,8 +115,7 @@ def tokens_run(cluster, prep, tmp_path_factory):
                                   **yaml.safe_load(params.read_text()), "data_dir": str(prep.out),
                                   "output_dir": str(whole)})
     tasks = tokens.tasks_of(p.data_dir)
-    tok = tokens.build_tokenizer(p.expressive, p.microtiming_resolution, p.control_switches())
-    tokens.train_bpe(tok, p.tokenizer_path, tasks, p.vocab_size, p.bpe_max_files, p.seed, p.workers)
+    tokens.tokenizer_step(p, tasks)  # what the notebook's step=all does, in the notebook's default dialect
     tokens.build_splits(p.tokenizer_path, tasks, tokens.tokens_dir(whole), p.sample_options(), p.seed,
                         p.augment_copies if p.augment else 0, p.workers)
     cluster.wait_idle(JOB_TIMEOUT_S)
