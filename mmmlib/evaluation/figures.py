@@ -94,7 +94,8 @@ def accuracy_by_group(by_group: pd.DataFrame, control: str = "nomml",
 
 LOOPABILITY_LABELS = {"tracks": "tracks with\nan exact loop", "files": "files with\na loop",
                       "seam": "seam continues\n(tracks with a loop)", "expressive": "tracks with an\nexpressive loop",
-                      "marked_seam": "marked loops:\nseam continues"}
+                      "marked_seam": "marked loops:\nseam continues",
+                      "marked_repeat": "marked loops:\nrepeat in track"}
 
 
 def loopability_bars(table: pd.DataFrame, folder: str | Path | None = None) -> plt.Figure:
