@@ -25,7 +25,7 @@ COMMANDS = {
     "nomml": Command("mmmlib.data.nomml", "NOMML of every track: one JSON object per line"),
     "loops": Command("mmmlib.data.loops", "loops of every track (exact, or --expressive): one JSON object per line"),
     "data": Command("mmmlib.data.preparation", "data preparation: `data merge OUTPUT_DIR --num-shards N` joins shards"),
-    "tokenizer": Command("mmmlib.tokens.tokenizer", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
+    "tokenizer": Command("mmmlib.tokens.stats", "`tokenizer roundtrip FILE...`: encode, decode, compare"),
     "encode": Command("mmmlib.tokens.published.cli", "published MIDI-GPT-Loop tokenizer: `encode --tokenizer JSON FILE...` -> ids"),
     "decode": Command("mmmlib.tokens.published.cli", "published MIDI-GPT-Loop tokenizer: `decode --tokenizer JSON IDS OUT.mid`"),
     "tokens": Command("mmmlib.tokens.dataset", "training samples: `tokens bpe` trains BPE once, `tokens merge` joins shards"),

@@ -246,3 +246,15 @@ def test_samples_can_start_where_a_loop_starts(tok):
     tokens = tok.ids_to_tokens(samples[0].input_ids)
     assert tokens.count("Loop_Start") == 1 and "ACLoopCount_1" in tokens  # the loop is inside, and said
     assert file_samples(tok, score, [], np.random.default_rng(0), aligned)[0][0].bar_start == 0  # no loop: bar 0
+
+
+def test_roundtrip_cli_reads_a_published_dialect_file(tmp_path, capsys):
+    from mmmlib.tokens.stats import main
+
+    path = write_tokenizer_file(tmp_path / "tokenizer.json", tokenizer_file(
+        dialect_config(), train_bpe_model([], 0, 811, SPECIAL_TOKENS)))
+    midi = tmp_path / "looped.mid"
+    looped_score().dump_midi(str(midi))
+    assert main(["roundtrip", "--tokenizer", str(path), str(midi)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["notes_after"] for r in rows] == [r["notes_before"] for r in rows] == [32, 8]

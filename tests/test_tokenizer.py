@@ -45,7 +45,7 @@ from mmmlib.tokens.controls import ScoreNotes, dominant_loop_duration, loop_coun
 from mmmlib.tokens.encoding import track_values
 from mmmlib.tokens.fast_controls import bar_control_tokens, fast_version, track_control_tokens
 from mmmlib.tokens.microtiming import is_on_grid, rescale_onsets
-from mmmlib.tokens.tokenizer import main
+from mmmlib.tokens.stats import main
 from tests.tokenizer_fixtures import REAL_CORPUS, make_data_dir
 
 

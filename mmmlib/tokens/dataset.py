@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ import pyarrow as pa
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_from_disk
 
 from mmmlib.core.errors import ConfigError, DataError
+from mmmlib.core.files import copy_atomic
 from mmmlib.core.midi import read_score
 from mmmlib.tokens.bpe import tokenizer_sha256, train_bpe
 from mmmlib.tokens.corpus import SPLITS, FileTask, file_seed, ordered_map, tasks_of
@@ -173,13 +173,9 @@ def private_copy(tokenizer_path: str | Path, out_dir: str | Path) -> Path:
     source, target = Path(tokenizer_path), Path(out_dir) / "tokenizer.json"
     if not source.is_file():
         raise DataError(f"no frozen tokenizer at {source}: train it first with the BPE step")
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and target.samefile(source):
         return target
-    tmp = target.with_name(f".tokenizer.json.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
+    return copy_atomic(source, target)
 
 
 def build_splits(tokenizer_path: str | Path, tasks: Sequence[FileTask], out_dir: str | Path, opts: SampleOptions,

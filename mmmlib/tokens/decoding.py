@@ -230,14 +230,24 @@ def roundtrip_file(tok: MMMLoop, score: Score, loops=None) -> list[dict]:
         raw_track = score.tracks[encoded.track_idx]
         decoded = result.score.tracks[0] if len(result.score.tracks) else None
         out_tpq = result.score.ticks_per_quarter
-        rows.append({
-            "track_idx": encoded.track_idx,
-            "nomml_before": track_nomml(raw_track, raw_tpq),
-            "nomml_after": track_nomml(decoded, out_tpq) if decoded is not None else None,
-            "notes_before": len(raw_track.notes),
-            "notes_after": len(decoded.notes) if decoded is not None else 0,
-            "max_onset_error_ticks": round(max_onset_error(raw_track, raw_tpq, decoded, out_tpq), 4)
-            if decoded is not None and len(decoded.notes) else None,
-            "num_errors": result.num_errors,
-        })
+        rows.append(roundtrip_row(encoded.track_idx, raw_track, raw_tpq, decoded, out_tpq, result.num_errors))
     return rows
+
+
+def roundtrip_row(track_idx: int, raw_track, raw_tpq: int, decoded_track, decoded_tpq: int, num_errors: int) -> dict:
+    """One round-trip row: a raw track against its decoding (None when it decoded to nothing).
+
+    :return: ``track_idx, nomml_before, nomml_after, notes_before, notes_after,
+        max_onset_error_ticks`` (raw ticks), ``num_errors``.
+    """
+    decoded = decoded_track
+    return {
+        "track_idx": int(track_idx),
+        "nomml_before": track_nomml(raw_track, raw_tpq),
+        "nomml_after": track_nomml(decoded, decoded_tpq) if decoded is not None else None,
+        "notes_before": len(raw_track.notes),
+        "notes_after": len(decoded.notes) if decoded is not None else 0,
+        "max_onset_error_ticks": round(max_onset_error(raw_track, raw_tpq, decoded, decoded_tpq), 4)
+        if decoded is not None and len(decoded.notes) else None,
+        "num_errors": num_errors,
+    }

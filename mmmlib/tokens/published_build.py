@@ -16,19 +16,17 @@ published MIDI-GPT-Loop language (:mod:`mmmlib.tokens.published.build`):
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmmlib.core.errors import ConfigError, DataError
+from mmmlib.core.files import copy_atomic
 from mmmlib.core.midi import read_score
-from mmmlib.data.nomml import track_nomml
 from mmmlib.tokens.bpe import bpe_files
 from mmmlib.tokens.corpus import ordered_map
-from mmmlib.tokens.decoding import max_onset_error
-from mmmlib.tokens.loading import _read_json, is_published
+from mmmlib.tokens.decoding import roundtrip_row
+from mmmlib.tokens.loading import dialect_of
 from mmmlib.tokens.published import PublishedTokenizer, load_published
 from mmmlib.tokens.published.build import (
     SPECIAL_TOKENS,
@@ -88,13 +86,9 @@ def train_published_bpe(tokenizer_path: str | Path, tasks: Sequence[FileTask], v
     tokenizer_path = Path(tokenizer_path)
     if base_tokenizer:
         source = Path(base_tokenizer)
-        if not source.is_file() or not is_published(_read_json(source)):
+        if not source.is_file() or dialect_of(source) != "published":
             raise ConfigError("base_tokenizer", f"must be a tokenizer file of the published dialect, got {source}")
-        tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tokenizer_path.with_name(f".{tokenizer_path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, tokenizer_path)
-        return load_published(tokenizer_path)
+        return load_published(copy_atomic(source, tokenizer_path))
     config = dialect_config()
     base_size = len(base_vocabulary(config))
     untrained = tokenizer_file(config, train_bpe_model([], 0, base_size, SPECIAL_TOKENS))
@@ -124,7 +118,7 @@ def load_frozen_published(path: str | Path, vocab_size: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no frozen tokenizer at {path}: train it first with the BPE step")
-    if not is_published(_read_json(path)):
+    if dialect_of(path) != "published":
         raise ConfigError("dialect", f"is 'published' but the frozen tokenizer {path} is in mmmlib's dialect: "
                                      "use dialect='mmmlib', or train BPE again")
     tok = load_published(path)
@@ -149,16 +143,7 @@ def roundtrip_published(tok: PublishedTokenizer, score: Score, loops: dict | Non
     errors = sum(decoded.report.values())
     rows = []
     for k, source in enumerate(encoding.kept_tracks):
-        raw = score.tracks[source]
         out = decoded.score.tracks[k] if k < len(decoded.score.tracks) else None
-        rows.append({
-            "track_idx": int(source),
-            "nomml_before": track_nomml(raw, raw_tpq),
-            "nomml_after": track_nomml(out, out_tpq) if out is not None else None,
-            "notes_before": len(raw.notes),
-            "notes_after": len(out.notes) if out is not None else 0,
-            "max_onset_error_ticks": round(max_onset_error(raw, raw_tpq, out, out_tpq), 4)
-            if out is not None and len(out.notes) else None,
-            "num_errors": errors if k == 0 else 0,  # decoding problems are counted once per file
-        })
+        # decoding problems are counted once per file
+        rows.append(roundtrip_row(source, score.tracks[source], raw_tpq, out, out_tpq, errors if k == 0 else 0))
     return rows

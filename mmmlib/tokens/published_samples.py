@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from symusic import Note, Score, Tempo, TimeSignature
 
-from mmmlib.tokens.samples import CONTROL_RECIPES, MAX_TRANSPOSE, Sample, draw_recipe, plan_chunks
+from mmmlib.tokens.published.vocab import TPQ
+from mmmlib.tokens.samples import MAX_TRANSPOSE, Sample, draw_recipe, fit_chunks, plan_chunks
 from mmmlib.tokens.special import BAR, FILL_END, FILL_START, INFILL_BAR, TRACK_END, TRACK_START
 
 if TYPE_CHECKING:
@@ -228,9 +229,7 @@ def measure(tok: PublishedTokenizer, tracks: list[TrackTokens]) -> tuple[list[in
     """Ids of each track's header (with ``Track_Start``/``Track_End``) and of each of its bars."""
     headers = [len(t.header) + 2 for t in tracks]
     # every bar is one BPE word (no special token inside): one batched call measures them all
-    index, chars = tok.vocab.token_to_id, tok.vocab.id_to_byte
-    words = [["".join(chars[index[t]] for t in bar)] for t in tracks for bar in t.bars]
-    lengths = [len(e.ids) for e in tok.vocab.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False)]
+    lengths = [len(ids) for ids in tok.encode_words([bar for t in tracks for bar in t.bars])]
     bars, at = [], 0
     for t in tracks:
         bars.append(lengths[at:at + len(t.bars)])
@@ -268,31 +267,24 @@ def file_samples(tok: PublishedTokenizer, score: Score, loops: list[dict], rng: 
     if not tracks:
         return [], 0
     headers, bars = measure(tok, tracks)
-    scale = score.ticks_per_quarter / 1920
+    scale = score.ticks_per_quarter / TPQ
     offset = loop_start_bar(loops, bar_ticks, scale, rng) if rng.random() < opts.loop_start_fraction else 0
     chunks, dropped = plan_chunks(headers, [b[offset:] for b in bars], rng, opts)
     num_bars = max(len(b) for b in bars)
-    samples = []
-    for start, end, chosen in ((a + offset, b + offset, c) for a, b, c in chunks):
-        while end > start:
-            if start == 0 and end == num_bars:
-                chunk = [tracks[t] for t in chosen]
-            else:
-                sources = [tracks[t].source for t in chosen]
-                lo = round(int(bar_ticks[start]) * scale)
-                hi = round(int(bar_ticks[end]) * scale) if end < len(bar_ticks) else int(score.end()) + 1
-                chunk, _ = encode_tracks(tok, slice_score(score, lo, hi, sources), loops_inside(loops, lo, hi, sources))
-                chunk = [TrackTokens(sources[t.source], t.header, t.bars) for t in chunk]
-            if not chunk:  # the chosen tracks are silent in these bars: nothing to learn, nothing lost
-                break
-            sample = make_sample(tok, chunk, rng, opts, start, end)
-            if len(sample.input_ids) <= opts.max_seq_len:
-                samples.append(sample)
-                break
-            end -= 1  # a chunk encoded on its own can be a few ids longer (tempo restated)
-        else:
-            dropped += 1
-    return samples, dropped
+
+    def encode_chunk(start: int, end: int, chosen: list[int]) -> list[TrackTokens]:
+        if start == 0 and end == num_bars:
+            return [tracks[t] for t in chosen]
+        sources = [tracks[t].source for t in chosen]
+        lo = round(int(bar_ticks[start]) * scale)
+        hi = round(int(bar_ticks[end]) * scale) if end < len(bar_ticks) else int(score.end()) + 1
+        chunk, _ = encode_tracks(tok, slice_score(score, lo, hi, sources), loops_inside(loops, lo, hi, sources))
+        return [TrackTokens(sources[t.source], t.header, t.bars) for t in chunk]
+
+    shifted = [(a + offset, b + offset, c) for a, b, c in chunks]
+    samples, more = fit_chunks(shifted, encode_chunk, lambda chunk, start, end: make_sample(
+        tok, chunk, rng, opts, start, end), opts.max_seq_len)
+    return samples, dropped + more
 
 
 def loops_of_task(loops: dict[int, Any]) -> list[dict]:
@@ -329,6 +321,3 @@ def augmented_scores(score: Score, pitch_range: tuple[int, int], rng: np.random.
         out.append((copy, semitones, steps))
     return out
 
-
-__all__ = ["CONTROL_RECIPES", "TrackTokens", "augmented_scores", "encode_tracks", "file_samples", "loops_of_task",
-           "slice_score"]

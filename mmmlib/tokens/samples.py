@@ -23,6 +23,7 @@ range) and moves velocities by up to two bins.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -233,20 +234,41 @@ def file_samples(tok: MMMLoop, prepared: PreparedScore, rng: np.random.Generator
     headers, bars = measure(tok, encoded)
     chunks, dropped = plan_chunks(headers, bars, rng, opts)
     num_bars = max(len(b) for b in bars)
-    samples = []
+
+    def encode_chunk(start: int, end: int, tracks: list[int]) -> list[EncodedTrack]:
+        if start == 0 and end == num_bars:
+            return [encoded[t] for t in tracks]
+        return tok.encode_prepared(slice_prepared(prepared, start, end, tracks))
+
+    samples, more = fit_chunks(chunks, encode_chunk, lambda chunk, start, end: make_sample(
+        tok, chunk, rng, opts, start, end), opts.max_seq_len)
+    return samples, dropped + more
+
+
+def fit_chunks(chunks: list[tuple[int, int, list[int]]], encode_chunk: Callable[[int, int, list[int]], list],
+               build: Callable[[list, int, int], Sample], max_seq_len: int) -> tuple[list[Sample], int]:
+    """One sample per planned chunk, a bar shorter each time it does not fit (either dialect).
+
+    A chunk encoded on its own can be a few ids longer than :func:`plan_chunks` measured
+    (its tempo restated at its start), so its last bar is dropped until it fits.
+
+    :param chunks: ``(bar_start, bar_end, tracks)`` from :func:`plan_chunks`.
+    :param encode_chunk: ``(bar_start, bar_end, tracks) -> encoded tracks`` (empty: silent chunk).
+    :param build: ``(encoded tracks, bar_start, bar_end) -> Sample``.
+    :param max_seq_len: longest sample.
+    :return: the samples and the number of chunks that never fit.
+    """
+    samples, dropped = [], 0
     for start, end, tracks in chunks:
         while end > start:
-            if start == 0 and end == num_bars:
-                chunk = [encoded[t] for t in tracks]
-            else:
-                chunk = tok.encode_prepared(slice_prepared(prepared, start, end, tracks))
+            chunk = encode_chunk(start, end, tracks)
             if not chunk:  # the chosen tracks are silent in these bars: nothing to learn, nothing lost
                 break
-            sample = make_sample(tok, chunk, rng, opts, start, end)
-            if len(sample.input_ids) <= opts.max_seq_len:
+            sample = build(chunk, start, end)
+            if len(sample.input_ids) <= max_seq_len:
                 samples.append(sample)
                 break
-            end -= 1  # re-encoding a chunk can add a few tokens (tempo restated at its start)
+            end -= 1
         else:
             dropped += 1
     return samples, dropped

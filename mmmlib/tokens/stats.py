@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,9 +12,11 @@ import pandas as pd
 
 from mmmlib.core.midi import read_score
 from mmmlib.tokens.decoding import roundtrip_file
+from mmmlib.tokens.loading import load_any_tokenizer
 from mmmlib.tokens.published import PublishedTokenizer
 from mmmlib.tokens.published_build import roundtrip_published
 from mmmlib.tokens.published_samples import control_of, loops_of_task
+from mmmlib.tokens.tokenizer import build_tokenizer
 from mmmlib.tokens.vocab import vocab_table
 
 if TYPE_CHECKING:
@@ -91,6 +96,15 @@ def control_shares(tok: MMMLoop | PublishedTokenizer, dataset: Dataset) -> pd.Da
     return out.sort_values("count", ascending=False).reset_index(drop=True)
 
 
+def roundtrip_rows(tok: MMMLoop | PublishedTokenizer, score: Score, loops: dict | None = None) -> list[dict]:
+    """Encode, decode and compare each track of a score, in the tokenizer's dialect.
+
+    :return: the rows of :func:`mmmlib.tokens.decoding.roundtrip_file`.
+    """
+    measure = roundtrip_published if isinstance(tok, PublishedTokenizer) else roundtrip_file
+    return measure(tok, score, loops)
+
+
 def roundtrip_table(tok: MMMLoop | PublishedTokenizer, tasks: Sequence[FileTask],
                     read: Callable = read_score) -> pd.DataFrame:
     """:func:`mmmlib.tokens.decoding.roundtrip_file` of each task's file, one row per track.
@@ -103,8 +117,7 @@ def roundtrip_table(tok: MMMLoop | PublishedTokenizer, tasks: Sequence[FileTask]
     rows = []
     for task in tasks:
         score = read(task.path, task.row)
-        measure = roundtrip_published if isinstance(tok, PublishedTokenizer) else roundtrip_file
-        for row in measure(tok, score, task.loops):
+        for row in roundtrip_rows(tok, score, task.loops):
             rows.append({"md5": task.md5, "tpq": score.ticks_per_quarter, **row})
     return pd.DataFrame(rows)
 
@@ -140,3 +153,29 @@ def roundtrip_summary(table: pd.DataFrame) -> pd.DataFrame:
         "decoding errors": int(table["num_errors"].sum()),
     }
     return pd.DataFrame({"value": values})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mmmlib tokenizer roundtrip [--tokenizer PATH] FILE...``: encode, decode, compare (either dialect)."""
+    parser = argparse.ArgumentParser(prog="mmmlib tokenizer", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rt = sub.add_parser("roundtrip", help="one JSON object per track: NOMML, notes, onset error")
+    rt.add_argument("--tokenizer", help="tokenizer JSON of either dialect (default: a new mmmlib expressive tokenizer)")
+    rt.add_argument("files", nargs="+", help="MIDI files")
+    args = parser.parse_args(argv)
+    tok = load_any_tokenizer(args.tokenizer) if args.tokenizer else build_tokenizer()
+    status = 0
+    for path in args.files:
+        try:
+            rows = roundtrip_rows(tok, read_score(path))
+        except Exception as exc:  # one unreadable file must not stop the others
+            print(f"{path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        for row in rows:
+            print(json.dumps({"file": path, **{k: v for k, v in row.items() if k != "num_errors"}}))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,15 +21,12 @@ first) and number merges after them. ``len(tok)`` is the vocabulary size.
 
 Encoding goes through :mod:`mmmlib.tokens.encoding`, decoding through :mod:`mmmlib.tokens.decoding`,
 vocabulary tables and prompts through :mod:`mmmlib.tokens.vocab`; token names live in
-:mod:`mmmlib.tokens.special`. :func:`main` is ``mmmlib tokenizer roundtrip``.
+:mod:`mmmlib.tokens.special`. ``mmmlib tokenizer roundtrip`` is :func:`mmmlib.tokens.stats.main` (either dialect).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,7 +40,7 @@ from tokenizers.models import BPE
 
 from mmmlib.core.midi import read_score
 from mmmlib.tokens.controls import TrackLoopCount, TrackLoopDuration, TrackNOMML
-from mmmlib.tokens.decoding import DecodeResult, decode_tokens, roundtrip_file
+from mmmlib.tokens.decoding import DecodeResult, decode_tokens
 from mmmlib.tokens.encoding import EncodedTrack, PreparedScore, encode_prepared, prepare_score
 from mmmlib.tokens.fast_controls import fast_version
 from mmmlib.tokens.microtiming import MICROTIMING_TYPE, check_resolution, microtiming_values
@@ -396,28 +393,3 @@ def save_tokenizer(tok: MMMLoop, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
     return path
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``mmmlib tokenizer roundtrip [--tokenizer PATH] FILE...``: encode, decode, compare."""
-    parser = argparse.ArgumentParser(prog="mmmlib tokenizer", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    rt = sub.add_parser("roundtrip", help="one JSON object per track: NOMML, notes, onset error")
-    rt.add_argument("--tokenizer", help="tokenizer JSON (default: a new expressive tokenizer)")
-    rt.add_argument("files", nargs="+", help="MIDI files")
-    args = parser.parse_args(argv)
-    tok = load_tokenizer(args.tokenizer) if args.tokenizer else build_tokenizer()
-    status = 0
-    for path in args.files:
-        try:
-            rows = roundtrip_file(tok, read_score(path))
-        except Exception as exc:  # one unreadable file must not stop the others
-            print(f"{path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        for row in rows:
-            print(json.dumps({"file": path, **{k: v for k, v in row.items() if k != "num_errors"}}))
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

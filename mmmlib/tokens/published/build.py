@@ -17,13 +17,13 @@ The result is a JSON file :func:`mmmlib.tokens.published.load_published` (and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmmlib.core.files import write_text_atomic
 from mmmlib.tokens.published.vocab import DELTA_FACTOR, METASPACE, _grids
 
 FIRST_CODEPOINT = 33  # base id i is the character chr(33 + i), as MidiTok assigns them
@@ -194,9 +194,4 @@ def write_tokenizer_file(path: str | Path, data: dict[str, Any]) -> Path:
     :param data: :func:`tokenizer_file`'s object.
     :return: the path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")

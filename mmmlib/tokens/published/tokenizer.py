@@ -140,14 +140,14 @@ class PublishedTokenizer:
         :return: the ids.
         :raises KeyError: for a token outside the base vocabulary.
         """
-        pieces: list[int | str] = []  # a single id, or a word of base characters
+        pieces: list[int | list[str]] = []  # a single id, or a word of base tokens
         word: list[str] = []
-        index, chars = self.vocab.token_to_id, self.vocab.id_to_byte
+        index = self.vocab.token_to_id
         singles = set(self.config["special_tokens"])
 
         def flush() -> None:
             if word:
-                pieces.append("".join(word))
+                pieces.append(list(word))
                 word.clear()
 
         for token in tokens:
@@ -156,18 +156,26 @@ class PublishedTokenizer:
             if token in singles or (not word and _is_header(token)):
                 pieces.append(index[token])
             else:
-                word.append(chars[index[token]])
+                word.append(token)
         flush()
-        # one batched BPE call for every word (each is encoded on its own, as one pre-tokenized word)
-        words = [[p] for p in pieces if isinstance(p, str)]
-        encoded = iter(self.vocab.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False))
+        encoded = iter(self.encode_words([p for p in pieces if isinstance(p, list)]))
         ids: list[int] = []
         for piece in pieces:
-            if isinstance(piece, str):
-                ids.extend(next(encoded).ids)
+            if isinstance(piece, list):
+                ids.extend(next(encoded))
             else:
                 ids.append(piece)
         return ids
+
+    def encode_words(self, words: Sequence[Sequence[str]]) -> list[list[int]]:
+        """BPE ids of words of base tokens, each its own ``▁``-prefixed word, in one batched call.
+
+        :param words: words (a bar: ``Bar_None`` and the tokens up to the next bar), no special token.
+        :return: the ids of each word.
+        """
+        index, chars = self.vocab.token_to_id, self.vocab.id_to_byte
+        texts = [["".join(chars[index[t]] for t in word)] for word in words]
+        return [e.ids for e in self.vocab.hf.encode_batch(texts, is_pretokenized=True, add_special_tokens=False)]
 
     def preprocess(self, score: Score, report: Report | None = None) -> Prepared:
         """The reference's REAPER preprocessing (:func:`.preprocess.preprocess_score`).
